@@ -22,6 +22,8 @@ app = typer.Typer(
 COMPONENTS = [
     "ml.data.cli",
     "ml.cli",
+    "services.up.cli",
+    "services.ui.cli",
 ]
 
 for _module in COMPONENTS:

@@ -1,0 +1,1 @@
+"""``crackseg up``: the whole system as supervised local processes (no cluster needed)."""

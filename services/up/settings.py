@@ -1,0 +1,36 @@
+"""Settings of ``crackseg up`` (environment prefix ``CRACKSEG_UP_``; flags override them)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRACKSEG_UP_")
+
+    state_dir: Path = Field(Path("state"), description="everything the running system writes (gitignored)")
+    host: str = "127.0.0.1"
+    mlflow_port: int = 5000
+    predictor_port: int = 8000
+    ui_port: int = 8500
+    prometheus_port: int = 9090
+    trigger_interval_s: float = Field(60.0, gt=0, description="how often the retrain trigger runs")
+    retrain_threshold: int = Field(20, ge=1, description="labelled feedback that starts a retraining run")
+    starter_model: Path = Path("models/starter")
+    prometheus_config: Path = Path("monitoring/prometheus/prometheus.yml")
+    base_data: Path | None = Field(
+        None, description="base training dataset for retraining (default: synthetic)"
+    )
+    eval_data: Path | None = Field(None, description="fixed evaluation dataset for the promotion gate")
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+
+@lru_cache
+def get_settings() -> UpSettings:
+    return UpSettings()
