@@ -61,7 +61,7 @@ def test_architecture_mismatch_is_a_clear_error(tmp_path):
 
 
 def test_missing_files_name_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         load_model(tmp_path)
     (tmp_path / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not a valid crackseg model config"):
