@@ -65,14 +65,31 @@ def read_image(src: ImageSource) -> np.ndarray:
 
 
 def read_mask(src: ImageSource) -> np.ndarray:
-    """Decode a mask into ``(H, W) bool``; masks may be 0/255, 0/1, RGB, palette or 16-bit."""
+    """Decode a mask into ``(H, W) bool``; masks may be 0/255, 0/1, RGB, palette or 16-bit.
+
+    A clean mask (at most two levels) is crack wherever it has its brighter level, whatever that level is
+    (1, 255, a palette colour). A mask with more levels (JPEG noise, anti-aliased edges) is thresholded at the
+    middle of its value range, so compression noise in an empty mask never becomes crack.
+    """
     img = open_image(src)
+    if img.mode in ("P", "PA"):
+        # Palette indices are arbitrary: threshold the colours they stand for.
+        img = img.convert("RGBA")
     arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if img.mode != "LA" else arr[..., 0]
-    if img.mode == "P":
-        arr = np.asarray(img.convert("L"))
-    return arr > (arr.max() / 2 if arr.max() > 1 else 0)
+    if arr.dtype == bool:
+        return arr.copy()
+    levels = np.unique(arr)
+    if len(levels) == 2:
+        return arr == levels[1]
+    if arr.dtype.kind == "f":
+        middle = 0.5
+    elif arr.dtype.itemsize == 1 or levels[-1] <= 255:
+        middle = 127.5
+    else:
+        middle = 32767.5
+    return arr > middle
 
 
 def is_binary_mask(src: ImageSource) -> bool:
