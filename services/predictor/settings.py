@@ -1,0 +1,52 @@
+"""Predictor configuration, read from ``CRACKSEG_*`` environment variables (see docs/contracts.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MODEL_NAME = "crackseg"
+
+
+class Settings(BaseSettings):
+    """Everything the predictor can be told. ``model_source`` is required: there is no sensible default model."""
+
+    model_config = SettingsConfigDict(env_prefix="CRACKSEG_", extra="ignore", protected_namespaces=())
+
+    model_source: str = Field(
+        description="model directory, or models:/crackseg@champion / models:/crackseg/N"
+    )
+    model_version: str | None = Field(None, description="version label reported for a directory source")
+    model_cache_dir: Path = Path("state/model-cache")
+    models_dir: Path = Path("state/models")
+    feedback_dir: Path = Path("state/feedback")
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRACKSEG_MLFLOW_TRACKING_URI"),
+    )
+    retrain_threshold: int = Field(20, ge=1)
+    api_token: SecretStr | None = None
+
+    host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=1, le=65535)
+    # KServe's gRPC server stays off unless a port is given.
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+
+    max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=4)
+    max_side: int = Field(12_000, ge=2)
+    tile_size: int = Field(1024, ge=32)
+    tile_overlap: int = Field(128, ge=0)
+    threads: int = Field(1, ge=1)
+    max_concurrent_inferences: int = Field(2, ge=1)
+
+    def token(self) -> str | None:
+        return self.api_token.get_secret_value() if self.api_token else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # model_source comes from the environment
