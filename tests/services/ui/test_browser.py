@@ -1,0 +1,230 @@
+"""The one real-browser test: Chromium (Debian's, driven by Playwright) against a running UI and predictor.
+
+Upload a CrackForest photo, see the mask, paint a missed crack on the canvas with the mouse, send it, and find the
+feedback record with the corrected mask on disk. A screenshot of each page goes to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers.procs import BIN, REPO, ManagedProcess, free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "tests" / "artifacts"
+STARTER = REPO / "models" / "starter"
+PHOTO = "004"  # a CrackForest test image with one long crack
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The starter model when it has been built, else a tiny random one (the test checks plumbing, not quality)."""
+    if (STARTER / "config.json").is_file():
+        return STARTER
+    torch = pytest.importorskip("torch")
+    from ml.checkpoint import ModelConfig, save_model
+    from ml.models import create_model
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(create_model("attention_unet", base_width=4, depth=2), ModelConfig(base_width=4, depth=2), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server: str) -> str:
+    """Two registered versions of ``crackseg`` in a real MLflow, v2 the champion, so the Models page has data."""
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    ml = MlflowClient(tracking_uri=mlflow_server)
+    experiment = ml.create_experiment("ui-browser")
+    ml.create_registered_model("crackseg")
+    for n, (f1, status) in enumerate(
+        [(0.58, "promoted"), (0.64, "promoted"), (0.61, "challenger-rejected")], 1
+    ):
+        run = ml.create_run(experiment)
+        for key, value in {"f1_ods": f1, "f1_at_0_5": f1 - 0.05, "precision": 0.6, "recall": 0.7}.items():
+            ml.log_metric(run.info.run_id, key, value)
+        ml.set_terminated(run.info.run_id)
+        tags = {
+            "f1_ods": str(f1),
+            "status": status,
+            "dataset_hash": f"{n:02d}" * 32,
+            "feedback_count": str(20 * n),
+        }
+        ml.create_model_version(
+            "crackseg", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
+        )
+    ml.set_registered_model_alias("crackseg", "champion", "2")
+    return mlflow_server
+
+
+@pytest.fixture(scope="module")
+def feedback_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feedback")
+
+
+@pytest.fixture(scope="module")
+def predictor_url(
+    model_dir: Path, feedback_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = free_port()
+    proc = ManagedProcess(
+        [
+            str(BIN / "crackseg"),
+            "serve",
+            "--model",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        log_path=tmp_path_factory.mktemp("logs") / "predictor.log",
+        env={
+            "CRACKSEG_FEEDBACK_DIR": str(feedback_dir),
+            "CRACKSEG_RETRAIN_THRESHOLD": "5",
+            "CRACKSEG_MODEL_VERSION": "2",
+            "CRACKSEG_THREADS": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_http(f"{url}/v2/health/ready", timeout=120)
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ui_url(predictor_url: str, registered: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = ManagedProcess(
+        [str(BIN / "crackseg"), "ui", "--port", str(port), "--address", "127.0.0.1"],
+        log_path=tmp_path_factory.mktemp("logs") / "ui.log",
+        env={"PREDICTOR_URL": predictor_url, "MLFLOW_TRACKING_URI": registered, "CRACKSEG_RETRIES": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_http(f"{url}/_stcore/health", timeout=60)
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def page(ui_url: str) -> Iterator[object]:
+    if not CHROMIUM.is_file():
+        pytest.skip("Chromium missing: apt-get update && apt-get install -y chromium")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # Tall enough that one screenshot holds a whole page (Streamlit scrolls inside its own container).
+            yield browser.new_page(viewport={"width": 1400, "height": 1900})
+        finally:
+            browser.close()
+
+
+def test_inspect_correct_send_and_follow_the_models(
+    page: object, ui_url: str, feedback_dir: Path, datasets_root: Path
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    photo = datasets_root / "crackforest" / "images" / f"{PHOTO}.jpg"
+    width, height = Image.open(photo).size
+
+    # Inspect: upload, analyse, see the mask and the statistics from the real predictor.
+    page.goto(ui_url)
+    expect(page.get_by_text("Ready · model v2")).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.get_by_role("button", name="Analyse").click()
+    expect(page.get_by_text("Download mask (PNG)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(f"Original · {width}×{height} px")).to_be_visible()
+    expect(page.get_by_text("Mask", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Model v2 · \d+ ms · threshold"))).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "ui-inspect.png")
+
+    # Correct: a horizontal stroke across the middle of the photo with the paint brush.
+    page.get_by_role("button", name="Correct this one").click()
+    canvas = page.locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=30_000)
+    box = canvas.bounding_box()
+    assert box is not None and round(box["width"]) == width, "a CrackForest photo fits the canvas unscaled"
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    for step in range(1, 25):
+        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * step / 24), y, steps=2)
+    page.mouse.up()
+    painted = page.get_by_text(re.compile(r"· [1-9]\d* pixels changed"))
+    expect(painted).to_be_visible(timeout=30_000)
+    painted_text = painted.inner_text()
+
+    # Erase the middle of that stroke again: the label must have a gap there.
+    page.get_by_text("Erase", exact=True).click()
+    page.wait_for_timeout(500)
+    page.mouse.move(box["x"] + box["width"] * 0.45, y)
+    page.mouse.down()
+    for step in range(1, 9):
+        page.mouse.move(box["x"] + box["width"] * (0.45 + 0.1 * step / 8), y, steps=2)
+    page.mouse.up()
+    changed = page.get_by_text(re.compile(r"· [1-9]\d* pixels changed"))
+    expect(changed).not_to_have_text(painted_text, timeout=30_000)
+    page.get_by_text("Missed cracks").click()
+    page.get_by_label("Comment (optional)").fill("crack across the middle")
+    page.get_by_role("button", name="Send feedback").click()
+    stored = page.get_by_text(re.compile(rf"Stored {PHOTO}.jpg as"))
+    expect(stored).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("1 / 5 labelled images until the next retraining.")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "ui-correct.png")
+
+    # The predictor stored the photo with the corrected mask at the photo's size.
+    record_id = re.search(r"[0-9a-f]{64}", stored.inner_text())
+    assert record_id is not None
+    record = json.loads((feedback_dir / "records" / f"{record_id.group(0)}.json").read_text())
+    assert record["has_mask"] is True and record["verdict"] == "missed_cracks"
+    assert record["comment"] == "crack across the middle"
+    mask = np.asarray(Image.open(io.BytesIO((feedback_dir / record["mask_file"]).read_bytes())).convert("L"))
+    assert mask.shape == (height, width)
+    row = height // 2
+    assert (mask[row, int(width * 0.25) : int(width * 0.42)] == 255).all(), (
+        "the painted stroke is in the label"
+    )
+    assert (mask[row, int(width * 0.58) : int(width * 0.75)] == 255).all()
+    assert (mask[row - 3 : row + 4, int(width * 0.47) : int(width * 0.53)] == 0).all(), (
+        "the erased part is not"
+    )
+    assert (feedback_dir / record["image_file"]).read_bytes() == photo.read_bytes()
+
+    # Models: the backlog from the predictor and the registry from MLflow.
+    page.get_by_role("link", name="Models").click()
+    expect(page.get_by_text("Champion: version 2")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("1 / 5 labelled images until the next retraining.")).to_be_visible()
+    expect(page.get_by_text("Quality by version (F1 at the best threshold, ODS)")).to_be_visible()
+    expect(page.get_by_text("By verdict: missed cracks 1")).to_be_visible()
+    expect(page.locator("[data-testid=stDataFrame] canvas").first).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(1500)  # the chart and the grid draw on canvases after they appear
+    page.screenshot(path=ARTIFACTS / "ui-models.png")
