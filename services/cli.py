@@ -20,6 +20,7 @@ app = typer.Typer(
 
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMPONENTS = [
+    "services.predictor.cli",
     "ml.data.cli",
     "ml.cli",
     "services.up.cli",
