@@ -18,11 +18,13 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv with everything (re-runs only when pyproject.toml changes)
 
+# The stamp holds pyproject.toml's sha256: a fresh clone (new mtimes) with an up-to-date venv installs nothing.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --progress-bar on --upgrade pip
-	$(PY) -m pip install --progress-bar on -e '.[all,dev]'
-	@touch $@
+	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip; }
+	@want=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ "$$(cat $@ 2>/dev/null)" = "$$want" ]; then touch $@; else \
+	  echo "installing crackseg and its dependencies into $(VENV) (the first time takes ~5 minutes)"; \
+	  $(PY) -m pip install --progress-bar on -e '.[all,dev]' && echo "$$want" > $@; fi
 
 test: install ## run the whole test suite (non-zero on any failure)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ class UpSettings(BaseSettings):
     trigger_interval_s: float = Field(60.0, gt=0, description="how often the retrain trigger runs")
     retrain_threshold: int = Field(20, ge=1, description="labelled feedback that starts a retraining run")
     starter_model: Path = Path("models/starter")
-    prometheus_config: Path = Path("monitoring/prometheus/prometheus.yml")
+    prometheus_config: Path = Path("monitoring/prometheus.yml")
     base_data: Path | None = Field(
         None, description="base training dataset for retraining (default: synthetic)"
     )

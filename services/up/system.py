@@ -93,12 +93,13 @@ class LocalSystem:
         ]
         prometheus = shutil.which("prometheus")
         if prometheus and s.prometheus_config.is_file():
+            config = self.write_prometheus_config()
             specs.append(
                 ServiceSpec(
                     "prometheus",
                     [
                         prometheus,
-                        f"--config.file={s.prometheus_config.resolve()}",
+                        f"--config.file={config}",
                         f"--storage.tsdb.path={st / 'prometheus'}",
                         f"--web.listen-address={s.host}:{s.prometheus_port}",
                     ],
@@ -108,6 +109,22 @@ class LocalSystem:
                 )
             )
         return specs
+
+    def write_prometheus_config(self) -> Path:
+        """``monitoring/prometheus.yml`` with the predictor's actual address and absolute rule paths."""
+        import yaml
+
+        from ml.fsutil import atomic_write_bytes
+
+        source = self.s.prometheus_config.resolve()
+        config = yaml.safe_load(source.read_text())
+        config["rule_files"] = [str(source.parent / r) for r in config.get("rule_files", [])]
+        for job in config.get("scrape_configs", []):
+            if job.get("job_name") == "crackseg-predictor":
+                job["static_configs"] = [{"targets": [f"{self.s.host}:{self.s.predictor_port}"]}]
+        target = self.state / "prometheus.yml"
+        atomic_write_bytes(target, yaml.safe_dump(config, sort_keys=False).encode())
+        return target
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def run(self) -> int:
