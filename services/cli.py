@@ -25,6 +25,7 @@ COMPONENTS = [
     "ml.cli",
     "services.up.cli",
     "services.ui.cli",
+    "services.retrain.cli",
 ]
 
 for _module in COMPONENTS:

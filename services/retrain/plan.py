@@ -1,0 +1,79 @@
+"""What a retraining run trains on, frozen at its start, and the deterministic run name derived from it.
+
+The name hashes the watermark and the labelled set (record id + update time). Two triggers that look at the same
+store therefore pick the same name (the second create is a 409, i.e. success), while new or relabelled feedback
+after a rejected run gives a new name, so a rejected set is not retrained over and over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from services.common.feedback import FeedbackStore, Watermark
+
+RUN_PREFIX = "crackseg-retrain-"
+RUN_NAME_RE = re.compile(r"^crackseg-retrain-[0-9a-f]{12}$")
+
+
+class LabelledItem(BaseModel):
+    """One labelled record as the run saw it."""
+
+    id: str
+    updated_at: datetime
+
+
+class RetrainPlan(BaseModel):
+    """The labelled feedback a run trains on and where the watermark goes if it is promoted.
+
+    Attributes:
+        run_name: ``crackseg-retrain-<hash12>``, a valid DNS-1123 name (Job name, MLflow tag, journal file).
+        watermark: The watermark when the plan was made (``None`` before the first retrain).
+        target_watermark: Max ``updated_at`` of ``items``: where the watermark moves on promotion (not "now",
+            so feedback arriving during the run is counted by the next one).
+        items: The labelled records newer than ``watermark``, oldest first.
+        unlabelled_since_watermark: Feedback without a label (reported, never trained on).
+    """
+
+    run_name: str
+    watermark: datetime | None
+    target_watermark: datetime | None
+    items: list[LabelledItem]
+    unlabelled_since_watermark: int = 0
+
+    @property
+    def labelled_count(self) -> int:
+        return len(self.items)
+
+
+def run_name_for(watermark: Watermark | None, items: list[LabelledItem]) -> str:
+    payload = {
+        "watermark": watermark.watermark.isoformat() if watermark else None,
+        "items": sorted([i.id, i.updated_at.isoformat()] for i in items),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return f"{RUN_PREFIX}{digest[:12]}"
+
+
+def validate_run_name(name: str) -> str:
+    if not RUN_NAME_RE.match(name):
+        raise ValueError(f"run name {name!r} is not of the form {RUN_PREFIX}<12 hex digits>")
+    return name
+
+
+def make_plan(store: FeedbackStore) -> RetrainPlan:
+    """Freeze the labelled set newer than the store's watermark."""
+    watermark = store.read_watermark()
+    since = [r for r in store.records() if watermark is None or r.updated_at > watermark.watermark]
+    items = [LabelledItem(id=r.id, updated_at=r.updated_at) for r in since if r.labelled]
+    return RetrainPlan(
+        run_name=run_name_for(watermark, items),
+        watermark=watermark.watermark if watermark else None,
+        target_watermark=max((i.updated_at for i in items), default=None),
+        items=items,
+        unlabelled_since_watermark=len(since) - len(items),
+    )

@@ -1,0 +1,362 @@
+"""The retraining run (the Job's program): snapshot → train → evaluate → register/gate → export → promote →
+roll → advance the watermark. Every step is idempotent and recorded in the run journal before the next starts.
+
+Crash consistency (kill -9 anywhere):
+* the ``champion`` alias only ever points at a version whose weights were exported and verified (export precedes
+  promote);
+* the watermark moves only after a promotion that the predictor serves (it is the last step), and only to the
+  newest labelled record the run trained on;
+* a rerun with the same name resumes after the last journalled step; a step cut short is simply redone (the
+  snapshot is rebuilt, a version already registered for the run is found by its ``retrain_run`` tag, an export
+  already verified is reused, the alias and rollout are set again to the same values).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
+from services.retrain import events
+from services.retrain.errors import ConfigError, InjectedCrash, KubeError, RolloutError
+from services.retrain.executors import run_lock
+from services.retrain.journal import RunJournal, load_journal, save_journal
+from services.retrain.kube import Kube
+from services.retrain.modelstore import export_version
+from services.retrain.plan import make_plan, validate_run_name
+from services.retrain.promote import Registry, gate
+from services.retrain.rollout import Rollout
+from services.retrain.settings import RunSettings
+
+STEPS = ("snapshot", "train", "evaluate", "register", "export", "promote", "rollout", "watermark")
+TERMINAL = ("promoted", "rejected")
+EVAL_KEYS = ("f1_ods", "f1_at_0_5", "ois", "precision", "recall", "iou", "dice", "threshold_ods", "n_images")
+
+
+def _inject(settings: RunSettings, step: str) -> None:
+    """The failure-injection hook: after ``step``'s side effects, before the journal records it."""
+    if not settings.retrain_fail_at:
+        return
+    wanted, _, mode = settings.retrain_fail_at.partition(":")
+    if wanted not in STEPS:
+        raise ConfigError(f"CRACKSEG_RETRAIN_FAIL_AT step {wanted!r} unknown; valid: {', '.join(STEPS)}")
+    if wanted != step:
+        return
+    events.emit("injected_failure", step=step, mode=mode or "raise")
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise InjectedCrash(f"injected crash after step {step}")
+
+
+def load_train_params(path: Path | None) -> Any:
+    from ml.train import TrainParams
+
+    if path is None:
+        return TrainParams()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read training params {path}: {e}") from e
+    return TrainParams.model_validate(data.get("train", data))
+
+
+class RetrainRun:
+    """One run of the pipeline; construct it with real collaborators (``registry``, ``rollout``) and ``execute``."""
+
+    def __init__(
+        self, settings: RunSettings, registry: Registry, rollout: Rollout | None, kube: Kube | None = None
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.rollout = rollout
+        self.kube = kube  # set inside a cluster: the run labels its own Job with the outcome
+        self.store = FeedbackStore(settings.feedback_dir)
+        self.journal_dir = settings.journal_dir
+        self.work = settings.retrain_work_dir
+
+    # -- orchestration -----------------------------------------------------------------------------------------
+    def execute(self, run_name: str | None = None) -> RunJournal:
+        """Run (or resume) the pipeline; returns the final journal. Raises on failure after journalling it."""
+        name = run_name or self.settings.retrain_run_name or make_plan(self.store).run_name
+        validate_run_name(name)
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create {e.filename}: {e.strerror}; point CRACKSEG_RETRAIN_WORK_DIR at writable scratch "
+                "space (e.g. /tmp/retrain in a Job) and CRACKSEG_FEEDBACK_DIR at the feedback volume"
+            ) from e
+        with run_lock(self.journal_dir, name):
+            journal = load_journal(self.journal_dir, name)
+            if journal is not None and journal.status in TERMINAL:
+                events.emit("run_already_finished", run=name, status=journal.status)
+                return journal
+            if journal is None:
+                plan = make_plan(self.store)
+                if not plan.items:
+                    raise ConfigError("no labelled feedback newer than the watermark: nothing to retrain on")
+                champion = self.registry.champion()
+                journal = RunJournal(
+                    run_name=name, plan=plan, parent_version=champion.version if champion else None
+                )
+            journal.attempts += 1
+            journal.status = "running"
+            self._save(journal)
+            events.emit(
+                "run_started",
+                run=name,
+                attempt=journal.attempts,
+                resume_after=journal.completed[-1:],
+                labelled=journal.plan.labelled_count,
+                parent_version=journal.parent_version,
+            )
+            try:
+                for step in STEPS:
+                    if journal.done(step):
+                        continue
+                    events.emit("step_started", run=name, step=step)
+                    getattr(self, f"_{step}")(journal)
+                    if journal.status == "rejected":
+                        break
+                    _inject(self.settings, step)
+                    journal.completed.append(step)
+                    self._save(journal)
+            except Exception as e:
+                journal.status = "failed"
+                journal.last_error = f"{type(e).__name__}: {e}"
+                self._save(journal)
+                self._record(journal, "failed", reason=journal.last_error)
+                events.emit("run_failed", run=name, error=journal.last_error)
+                self._label_outcome(name, "failed")
+                raise
+            if journal.status != "rejected":
+                journal.status = "promoted"
+            journal.finished_at = datetime.now(UTC)
+            self._save(journal)
+            if journal.snapshot_workspace:  # the data lives on in the DVC remote
+                shutil.rmtree(journal.snapshot_workspace, ignore_errors=True)
+            events.emit(
+                "run_finished",
+                run=name,
+                status=journal.status,
+                version=journal.challenger_version,
+                reason=journal.reason,
+            )
+            self._label_outcome(name, journal.status)
+            return journal
+
+    def _label_outcome(self, run_name: str, outcome: str) -> None:
+        """Label the run's Job ``crackseg.io/outcome`` so kube-state-metrics (``kube_job_labels``) exposes it.
+
+        Best effort: the outcome is already in MLflow and the feedback store; a missing Job or RBAC verb is an
+        event, not a failure of the run.
+        """
+        if self.kube is None:
+            return
+        try:
+            self.kube.label_job(run_name, {"crackseg.io/outcome": outcome})
+        except KubeError as e:
+            events.emit("job_label_failed", run=run_name, outcome=outcome, error=str(e))
+
+    def _save(self, journal: RunJournal) -> None:
+        save_journal(self.journal_dir, journal)
+
+    def _record(self, journal: RunJournal, outcome: str, reason: str | None = None) -> None:
+        if any(r.run == journal.run_name and r.outcome == outcome for r in self.store.retrain_runs()):
+            return  # a rerun after a crash between the record and the journal
+        self.store.record_retrain(
+            RetrainOutcome(
+                run=journal.run_name,
+                outcome=outcome,  # type: ignore[arg-type]
+                started_at=journal.started_at,
+                model_version=journal.challenger_version,
+                reason=reason or journal.reason,
+                metrics=journal.challenger_metrics,
+            )
+        )
+
+    def _champion_dir(self, journal: RunJournal) -> Path | None:
+        if journal.parent_version is None:
+            return None
+        return export_version(self.registry, journal.parent_version, self.settings.models_dir)
+
+    def _challenger_dir(self, journal: RunJournal) -> Path:
+        """The trained weights: the local folder, or (in a new pod after a crash) the copy the run logged."""
+        assert journal.mlflow_run_id is not None
+        if journal.challenger_dir is not None and (journal.challenger_dir / "config.json").is_file():
+            return journal.challenger_dir
+        target = self.work / "runs" / journal.run_name / "downloaded"
+        shutil.rmtree(target, ignore_errors=True)
+        journal.challenger_dir = self.registry.download_run_model(journal.mlflow_run_id, target)
+        return journal.challenger_dir
+
+    # -- steps -------------------------------------------------------------------------------------------------
+    def _snapshot(self, journal: RunJournal) -> None:
+        from services.retrain.snapshot import build_snapshot
+
+        snap = build_snapshot(
+            journal.plan, self.store, self.settings.base_data, self.work, self.settings.dvc_remote
+        )
+        journal.dataset_hash = snap.dataset_hash
+        journal.snapshot_workspace = snap.workspace
+        journal.snapshot_base = snap.base_dir
+        journal.snapshot_feedback = snap.feedback_dir
+        events.emit(
+            "snapshot_pushed",
+            run=journal.run_name,
+            dataset_hash=snap.dataset_hash,
+            feedback=snap.n_feedback,
+            remote=str(snap.remote),
+        )
+
+    def _train(self, journal: RunJournal) -> None:
+        from ml.train import train
+
+        if journal.snapshot_base is None or not journal.snapshot_base.is_dir():
+            journal.completed = [s for s in journal.completed if s != "snapshot"]
+            self._snapshot(journal)
+        assert journal.snapshot_base is not None and journal.snapshot_feedback is not None
+        params = load_train_params(self.settings.retrain_params)
+        init_from = self._champion_dir(journal) if self.settings.retrain_init == "champion" else None
+        result = train(
+            params,
+            data_root=journal.snapshot_base,
+            out_dir=self.work / "runs" / journal.run_name,
+            init_from=init_from,
+            tracking_uri=self.settings.mlflow_tracking_uri,
+            register=False,
+            extra_data=[journal.snapshot_feedback],
+            resume=True,  # a rerun continues an interrupted training from its last epoch
+            tags={
+                "run_name": journal.run_name,
+                "retrain_run": journal.run_name,
+                "dataset_hash": journal.dataset_hash or "",
+                "parent_version": journal.parent_version or "none",
+                "feedback_count": str(journal.plan.labelled_count),
+            },
+        )
+        if result.run_id is None:
+            raise ConfigError("training ran without MLflow tracking; the loop needs MLFLOW_TRACKING_URI")
+        journal.challenger_dir = Path(result.model_dir)
+        journal.mlflow_run_id = result.run_id
+        events.emit(
+            "challenger_trained",
+            run=journal.run_name,
+            mlflow_run=result.run_id,
+            val_f1=result.best_val_f1,
+            epochs=result.epochs_run,
+        )
+
+    def _evaluate(self, journal: RunJournal) -> None:
+        from ml.evaluate import evaluate
+
+        split = self.settings.eval_split or None
+        report = evaluate(self._challenger_dir(journal), self.settings.eval_data, split)
+        journal.challenger_metrics = {k: float(getattr(report, k)) for k in EVAL_KEYS}
+        champion_dir = self._champion_dir(journal)
+        if champion_dir is not None:
+            champion = evaluate(champion_dir, self.settings.eval_data, split)
+            journal.champion_metrics = {k: float(getattr(champion, k)) for k in EVAL_KEYS}
+        events.emit(
+            "evaluated",
+            run=journal.run_name,
+            challenger=journal.challenger_metrics,
+            champion=journal.champion_metrics,
+        )
+
+    def _register(self, journal: RunJournal) -> None:
+        import json
+
+        existing = self.registry.find_by_run(journal.run_name)
+        metrics = journal.challenger_metrics
+        assert journal.mlflow_run_id is not None
+        config = json.loads((self._challenger_dir(journal) / "config.json").read_text())
+        tags = {
+            "retrain_run": journal.run_name,
+            "dataset_hash": journal.dataset_hash or "",
+            "git_commit": self.settings.git_commit or str(config.get("git_commit") or "unknown"),
+            "parent_version": journal.parent_version or "none",
+            "feedback_count": str(journal.plan.labelled_count),
+            "f1_ods": f"{metrics['f1_ods']:.4f}",
+            "f1_at_0_5": f"{metrics['f1_at_0_5']:.4f}",
+            "eval_data": str(self.settings.eval_data),
+            "status": "candidate",
+        }
+        version = existing or self.registry.register(journal.mlflow_run_id, tags)
+        journal.challenger_version = version.version
+        champion_value = journal.champion_metrics.get(self.settings.retrain_metric)
+        decision = gate(
+            self.settings.retrain_metric,
+            metrics[self.settings.retrain_metric],
+            champion_value,
+            self.settings.retrain_tolerance,
+        )
+        journal.promote, journal.reason = decision.promote, decision.reason
+        events.emit("gate", run=journal.run_name, version=version.version, **decision.model_dump())
+        if not decision.promote:
+            self.registry.set_tags(
+                version.version, {"status": "challenger-rejected", "rejection_reason": decision.reason}
+            )
+            journal.status = "rejected"
+            self._record(journal, "rejected")
+
+    def _export(self, journal: RunJournal) -> None:
+        assert journal.challenger_version is not None
+        journal.exported_dir = export_version(
+            self.registry, journal.challenger_version, self.settings.models_dir
+        )
+
+    def _promote(self, journal: RunJournal) -> None:
+        assert journal.challenger_version is not None
+        self.registry.set_champion(journal.challenger_version)
+        self.registry.set_tags(journal.challenger_version, {"status": "promoted"})
+        events.emit(
+            "promoted",
+            run=journal.run_name,
+            version=journal.challenger_version,
+            parent_version=journal.parent_version,
+        )
+
+    def _rollout(self, journal: RunJournal) -> None:
+        assert journal.challenger_version is not None and journal.exported_dir is not None
+        if self.rollout is None:
+            return
+        try:
+            self.rollout.roll(journal.challenger_version, journal.exported_dir)
+        except RolloutError as e:
+            # Put the registry back where the serving side is: the previous champion.
+            self.registry.set_champion(journal.parent_version)
+            self.registry.set_tags(
+                journal.challenger_version,
+                {"status": "rolled-back", "rejection_reason": f"rollout failed: {e}"},
+            )
+            journal.completed = [s for s in journal.completed if s != "promote"]
+            raise
+
+    def _watermark(self, journal: RunJournal) -> None:
+        target = journal.plan.target_watermark
+        assert target is not None
+        current = self.store.read_watermark()
+        if current is None or current.watermark < target:
+            self.store.write_watermark(
+                Watermark(watermark=target, run=journal.run_name, model_version=journal.challenger_version)
+            )
+        self._record(journal, "promoted")
+
+
+def build_run(settings: RunSettings) -> RetrainRun:
+    from services.retrain.rollout import build_rollout
+
+    kube: Kube | None = None
+    if settings.retrain_label_job:
+        from services.retrain.kube import KubeClient, KubeConfig
+
+        kube = KubeClient(KubeConfig.from_settings(settings))
+    return RetrainRun(settings, Registry(settings.mlflow_tracking_uri), build_rollout(settings), kube)

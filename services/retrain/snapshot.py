@@ -1,0 +1,105 @@
+"""Step 1 of a run: snapshot base data + the run's labelled feedback, version it with DVC, push it to the remote.
+
+The snapshot workspace is rebuilt from scratch on every attempt; its content depends only on the frozen plan and
+the base data, so a rerun after a crash yields the same DVC hash (the lineage tag ``dataset_hash``). Layout::
+
+    <work>/snapshots/<run>/            a DVC repository (no git: the workspace is not part of the source tree)
+        data.dvc                       what ``dvc add data`` wrote; its md5 is the dataset hash
+        data/base/…                    a copy of the base dataset (its own layout, split.json kept)
+        data/feedback/images/<id>.<ext>, data/feedback/masks/<id>.png, data/feedback/manifest.json
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from ml.fsutil import atomic_write_json
+from services.common.feedback import FeedbackStore
+from services.retrain.errors import RetrainError
+from services.retrain.plan import RetrainPlan
+
+REMOTE_NAME = "storage"
+
+
+class Snapshot(BaseModel):
+    """Where the snapshot is and its DVC identity."""
+
+    workspace: Path
+    base_dir: Path
+    feedback_dir: Path
+    dataset_hash: str
+    n_feedback: int
+    remote: Path
+
+
+def _copy_feedback(plan: RetrainPlan, store: FeedbackStore, out: Path) -> int:
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir(parents=True)
+    manifest = []
+    for item in plan.items:
+        record = store.get(item.id)
+        if record is None or record.label_file is None:
+            raise RetrainError(
+                f"feedback record {item.id} vanished or lost its label since the run was planned"
+            )
+        image = store.path(record.image_file)
+        label = store.path(record.label_file)
+        shutil.copyfile(image, out / "images" / f"{record.id}{image.suffix}")
+        shutil.copyfile(label, out / "masks" / f"{record.id}.png")
+        manifest.append(
+            {
+                "id": record.id,
+                "updated_at": item.updated_at.isoformat(),
+                "verdict": record.verdict,
+                "label": "corrected" if record.has_mask else "predicted",
+            }
+        )
+    atomic_write_json(out / "manifest.json", manifest)
+    return len(manifest)
+
+
+def build_snapshot(
+    plan: RetrainPlan, store: FeedbackStore, base_data: Path, work_dir: Path, remote: Path
+) -> Snapshot:
+    """Copy, ``dvc add``, ``dvc push``; returns the snapshot with its dataset hash."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    if not base_data.is_dir():
+        raise RetrainError(f"base dataset {base_data} is not a directory (CRACKSEG_BASE_DATA)")
+    workspace = (work_dir / "snapshots" / plan.run_name).resolve()
+    shutil.rmtree(workspace, ignore_errors=True)
+    data = workspace / "data"
+    shutil.copytree(base_data, data / "base", ignore=shutil.ignore_patterns(".*"))
+    n_feedback = _copy_feedback(plan, store, data / "feedback")
+    remote = remote.resolve()
+    remote.mkdir(parents=True, exist_ok=True)
+    try:
+        repo = Repo.init(str(workspace), no_scm=True, force=True)
+        with repo.config.edit() as conf:
+            conf["remote"][REMOTE_NAME] = {"url": str(remote)}
+            conf["core"]["remote"] = REMOTE_NAME
+            conf["core"]["analytics"] = False
+        repo.close()
+        repo = Repo(str(workspace))  # a fresh object sees the new config
+        try:
+            repo.add(str(data))
+            repo.push(remote=REMOTE_NAME)
+        finally:
+            repo.close()
+    except DvcException as e:
+        raise RetrainError(f"DVC snapshot of {workspace} to remote {remote} failed: {e}") from e
+    dvc_file = yaml.safe_load((workspace / "data.dvc").read_text())
+    digest = str(dvc_file["outs"][0]["md5"]).removesuffix(".dir")
+    return Snapshot(
+        workspace=workspace,
+        base_dir=data / "base",
+        feedback_dir=data / "feedback",
+        dataset_hash=digest,
+        n_feedback=n_feedback,
+        remote=remote,
+    )
