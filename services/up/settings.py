@@ -25,7 +25,14 @@ class UpSettings(BaseSettings):
     base_data: Path | None = Field(
         None, description="base training dataset for retraining (default: synthetic)"
     )
-    eval_data: Path | None = Field(None, description="fixed evaluation dataset for the promotion gate")
+    eval_data: Path | None = Field(
+        None, description="fixed evaluation set for the promotion gate (default: synthetic)"
+    )
+    retrain_params: Path = Field(
+        Path(__file__).with_name("retrain-params.yaml"), description="params file with the retraining budget"
+    )
+    synthetic_base_images: int = Field(48, ge=4)
+    synthetic_eval_images: int = Field(24, ge=2)
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

@@ -45,11 +45,28 @@ class LocalSystem:
             "CRACKSEG_WORK_DIR": str(st / "retrain"),
             "OMP_WAIT_POLICY": "PASSIVE",
         }
-        if s.base_data is not None:
-            env["CRACKSEG_BASE_DATA"] = str(s.base_data.resolve())
-        if s.eval_data is not None:
-            env["CRACKSEG_EVAL_DATA"] = str(s.eval_data.resolve())
+        env["CRACKSEG_BASE_DATA"] = str((s.base_data or st / "data" / "base").resolve())
+        env["CRACKSEG_EVAL_DATA"] = str((s.eval_data or st / "data" / "eval").resolve())
+        env["CRACKSEG_RETRAIN_PARAMS"] = str(s.retrain_params.resolve())
         return env
+
+    def prepare_data(self) -> None:
+        """Without datasets of the user's own, retraining uses synthetic base and evaluation sets (made once).
+
+        The evaluation set has its own seed, so it never overlaps the base set, and feedback never enters it.
+        """
+        from ml.data import synthetic
+
+        for given, name, n, seed in (
+            (self.s.base_data, "base", self.s.synthetic_base_images, 1),
+            (self.s.eval_data, "eval", self.s.synthetic_eval_images, 2),
+        ):
+            root = self.state / "data" / name
+            if given is not None or (root / ".complete").is_file():
+                continue
+            self.echo(f"  preparing   synthetic {name} set ({n} images, once) in {root}")
+            synthetic.generate(n, root, seed=seed, workers=2)
+            (root / ".complete").write_text("")
 
     def services(self) -> list[ServiceSpec]:
         s, st, env = self.s, self.state, self.env()
@@ -137,6 +154,7 @@ class LocalSystem:
             specs = self.services()
             self.supervisor.check_ports(specs)
             self.echo(f"crackseg: state in {self.state}")
+            self.prepare_data()
             mlflow, rest = specs[0], specs[1:]
             self.supervisor.start(mlflow)
             self.bootstrap_registry()

@@ -95,7 +95,8 @@ def test_make_up_from_a_fresh_clone(tmp_path: Path) -> None:
         assert second.returncode != 0
         assert "already running" in second.stdout + second.stderr
     finally:
-        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:
             make.wait(timeout=90)
         except subprocess.TimeoutExpired:
