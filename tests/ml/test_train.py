@@ -1,0 +1,153 @@
+"""Training loop: params file, determinism, resume after a crash, fine-tuning with extra data (tracking off)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml import train as train_module
+from ml.checkpoint import read_config
+from ml.train import TrainParams, TrainResult, train
+
+
+@pytest.fixture(scope="module")
+def reference(
+    tiny_dataset: Path, tiny_params: TrainParams, tmp_path_factory: pytest.TempPathFactory
+) -> TrainResult:
+    return train(
+        tiny_params, data_root=tiny_dataset, out_dir=tmp_path_factory.mktemp("ref"), tracking_uri="none"
+    )
+
+
+def test_reference_run_outputs(reference: TrainResult) -> None:
+    config = read_config(reference.model_dir)
+    assert (config.arch, config.base_width, config.depth) == ("attention_unet", 4, 2)
+    assert config.threshold == reference.threshold and 0 < config.threshold < 1
+    assert config.dataset_hash == reference.dataset_hash and len(config.dataset_hash or "") == 64
+    assert config.git_commit  # a sha, or "unknown" outside git
+    assert config.metrics["val_f1_ods"] == pytest.approx(reference.best_val_f1)
+    assert reference.epochs_run == 2 and [h["epoch"] for h in reference.history] == [1, 2]
+    assert reference.registered_version is None and reference.run_id is None
+    out = reference.model_dir.parent
+    assert (out / "pr_curve.png").stat().st_size > 1000
+    assert {p.name for p in (out / "checkpoint").iterdir()} == {
+        "last.safetensors",
+        "best.safetensors",
+        "optimizer.pt",
+        "state.json",
+    }
+
+
+def test_same_seed_same_weights(
+    reference: TrainResult, tiny_dataset: Path, tiny_params: TrainParams, tmp_path: Path
+) -> None:
+    again = train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path / "a", tracking_uri="none")
+    assert read_config(again.model_dir).weights_sha256 == read_config(reference.model_dir).weights_sha256
+    assert again.history == reference.history
+    other = train(
+        tiny_params.model_copy(update={"seed": 1}),
+        data_root=tiny_dataset,
+        out_dir=tmp_path / "b",
+        tracking_uri="none",
+    )
+    assert read_config(other.model_dir).weights_sha256 != read_config(reference.model_dir).weights_sha256
+
+
+def test_resume_after_a_crash_replays_the_uninterrupted_run(
+    reference: TrainResult,
+    tiny_dataset: Path,
+    tiny_params: TrainParams,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_save = train_module._save_checkpoint
+
+    def save_then_crash(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt("simulated crash after the first epoch's checkpoint")
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none")
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+
+    resumed = train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none", resume=True)
+    assert resumed.epochs_run == 2
+    assert resumed.history == reference.history
+    assert read_config(resumed.model_dir).weights_sha256 == read_config(reference.model_dir).weights_sha256
+
+
+def test_resume_refuses_another_architecture(
+    reference: TrainResult, tiny_dataset: Path, tiny_params: TrainParams
+) -> None:
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(
+            tiny_params.model_copy(update={"base_width": 8}),
+            data_root=tiny_dataset,
+            out_dir=reference.model_dir.parent,
+            tracking_uri="none",
+            resume=True,
+        )
+
+
+def test_fine_tune_with_extra_data(
+    reference: TrainResult, tiny_dataset: Path, tiny_params: TrainParams, tmp_path: Path
+) -> None:
+    from ml.checkpoint import ModelConfig, load_model, save_model
+    from ml.data import synthetic
+
+    parent = load_model(reference.model_dir)
+    parent_dir = save_model(
+        parent.module, parent.config.model_copy(update={"version": "7"}), tmp_path / "parent"
+    )
+    extra = tmp_path / "feedback"
+    synthetic.generate(2, extra, size=(64, 64), seed=99)
+    # params ask for width 8, but fine-tuning keeps the parent's architecture
+    params = tiny_params.model_copy(update={"base_width": 8, "epochs": 1})
+    result = train(
+        params,
+        data_root=tiny_dataset,
+        out_dir=tmp_path / "out",
+        init_from=parent_dir,
+        extra_data=[extra],
+        tracking_uri="none",
+    )
+    config: ModelConfig = read_config(result.model_dir)
+    assert config.parent_version == "7"
+    assert config.base_width == 4
+    assert result.dataset_hash != reference.dataset_hash
+
+
+def test_params_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare: {}\ntrain:\n  base_width: 8\n  epochs: 3\n  amp: false\n")
+    params = TrainParams.from_yaml(path, {"epochs": "5"})
+    assert (params.base_width, params.epochs, params.amp, params.depth) == (8, 5, False, 4)
+    path.write_text("train:\n  base_witdh: 8\n")
+    with pytest.raises(ValueError, match="base_witdh"):
+        TrainParams.from_yaml(path)
+    path.write_text("other: 1\n")
+    with pytest.raises(ValueError, match="no 'train:'"):
+        TrainParams.from_yaml(path)
+
+
+def test_repo_params_file_is_valid() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    params = TrainParams.from_yaml(repo / "params.yaml")
+    assert params.arch == "attention_unet"
+
+
+def test_bad_data_root(tiny_params: TrainParams, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a directory"):
+        train(tiny_params, data_root=tmp_path / "missing", out_dir=tmp_path / "o", tracking_uri="none")
+
+
+def test_cuda_requested_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train_module.pick_device("cuda")
