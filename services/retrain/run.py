@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
 from services.retrain import events
 from services.retrain.errors import ConfigError, InjectedCrash, KubeError, RolloutError
@@ -55,15 +53,15 @@ def _inject(settings: RunSettings, step: str) -> None:
 
 
 def load_train_params(path: Path | None) -> Any:
+    """The training budget: ``path``'s ``train:`` section, or the defaults."""
     from ml.train import TrainParams
 
     if path is None:
         return TrainParams()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read training params {path}: {e}") from e
-    return TrainParams.model_validate(data.get("train", data))
+        return TrainParams.from_yaml(path)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 class RetrainRun:

@@ -94,7 +94,16 @@ class LocalSystem:
             ),
             ServiceSpec(
                 "predictor",
-                [CRACKSEG, "serve", "--model", "models:/crackseg@champion", "--port", str(s.predictor_port)],
+                [
+                    CRACKSEG,
+                    "serve",
+                    "--model",
+                    "models:/crackseg@champion",
+                    "--host",
+                    s.host,
+                    "--port",
+                    str(s.predictor_port),
+                ],
                 port=s.predictor_port,
                 health_url=f"{s.url(s.predictor_port)}/v2/health/ready",
                 env=env,
@@ -102,7 +111,7 @@ class LocalSystem:
             ),
             ServiceSpec(
                 "ui",
-                [CRACKSEG, "ui", "--port", str(s.ui_port)],
+                [CRACKSEG, "ui", "--address", s.host, "--port", str(s.ui_port)],
                 port=s.ui_port,
                 health_url=f"{s.url(s.ui_port)}/_stcore/health",
                 env=env,
