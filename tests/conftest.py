@@ -28,3 +28,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def private_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow server for one module, for tests that assert on the registry's absolute state."""
+    url, proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-private"))
+    try:
+        yield url
+    finally:
+        proc.stop()

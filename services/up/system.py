@@ -14,7 +14,6 @@ from services.up.settings import UpSettings
 from services.up.supervisor import PidLock, ServiceSpec, Supervisor, UpError
 
 CRACKSEG = str(Path(sys.executable).with_name("crackseg"))
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 
 class LocalSystem:
@@ -74,7 +73,9 @@ class LocalSystem:
             ServiceSpec(
                 "mlflow",
                 [
-                    MLFLOW,
+                    sys.executable,
+                    "-m",
+                    "mlflow",
                     "server",
                     "--backend-store-uri",
                     f"sqlite:///{st / 'mlflow' / 'mlflow.db'}",

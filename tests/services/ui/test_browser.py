@@ -50,12 +50,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registered(mlflow_server: str) -> str:
+def registered(private_mlflow_server: str) -> str:
     """Two registered versions of ``crackseg`` in a real MLflow, v2 the champion, so the Models page has data."""
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
-    ml = MlflowClient(tracking_uri=mlflow_server)
+    ml = MlflowClient(tracking_uri=private_mlflow_server)
     experiment = ml.create_experiment("ui-browser")
     ml.create_registered_model("crackseg")
     for n, (f1, status) in enumerate(
@@ -75,7 +75,7 @@ def registered(mlflow_server: str) -> str:
             "crackseg", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags
         )
     ml.set_registered_model_alias("crackseg", "champion", "2")
-    return mlflow_server
+    return private_mlflow_server
 
 
 @pytest.fixture(scope="module")
