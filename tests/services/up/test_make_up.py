@@ -77,7 +77,10 @@ def test_make_up_from_a_fresh_clone(tmp_path: Path) -> None:
         assert predicted.status_code == 200, predicted.text
         assert predicted.json()["model_version"] == "1"
         saved = httpx.post(
-            f"{base}/save-for-retrain", files={"file": ("p.jpg", image)}, data={"verdict": "correct"}, timeout=120
+            f"{base}/save-for-retrain",
+            files={"file": ("p.jpg", image)},
+            data={"verdict": "correct"},
+            timeout=120,
         )
         assert saved.status_code == 200, saved.text
         record = clone / "state" / "feedback" / "records" / f"{saved.json()['id']}.json"
@@ -91,7 +94,9 @@ def test_make_up_from_a_fresh_clone(tmp_path: Path) -> None:
             time.sleep(1)
 
         # A second `make up` is refused instead of fighting for the ports.
-        second = subprocess.run(["make", "up"], cwd=clone, env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            ["make", "up"], cwd=clone, env=env, capture_output=True, text=True, timeout=120
+        )
         assert second.returncode != 0
         assert "already running" in second.stdout + second.stderr
     finally:
@@ -104,6 +109,8 @@ def test_make_up_from_a_fresh_clone(tmp_path: Path) -> None:
             raise
     assert "crackseg: stopped" in log_path.read_text()
     time.sleep(1)
-    left = [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    left = [
+        pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert not left, f"processes left behind: {left}"
     assert not (clone / "state" / "up.pid").exists()
