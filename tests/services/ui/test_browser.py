@@ -55,7 +55,8 @@ def registered(private_mlflow_server: str) -> str:
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
-    ml = MlflowClient(tracking_uri=private_mlflow_server)
+    # registry_uri explicitly: another test may have set a global tracking URI that the registry would follow.
+    ml = MlflowClient(tracking_uri=private_mlflow_server, registry_uri=private_mlflow_server)
     experiment = ml.create_experiment("ui-browser")
     ml.create_registered_model("crackseg")
     for n, (f1, status) in enumerate(

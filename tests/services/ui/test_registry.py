@@ -58,7 +58,7 @@ def test_reads_versions_tags_alias_and_run_metrics_from_a_real_mlflow(mlflow_ser
     client = RegistryClient(mlflow_server, name, retries=0)
     assert client.view() == RegistryView(name=name, exists=False)
 
-    ml = MlflowClient(tracking_uri=mlflow_server)
+    ml = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     experiment = ml.create_experiment(f"ui-registry-{datetime.now(UTC).timestamp()}")
     ml.create_registered_model(name)
     for n, (f1, status) in enumerate([(0.62, "promoted"), (0.60, "challenger-rejected")], start=1):
