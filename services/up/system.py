@@ -42,6 +42,7 @@ class LocalSystem:
             "CRACKSEG_EXECUTOR": "local",
             "CRACKSEG_ROLLOUT": "http",
             "CRACKSEG_WORK_DIR": str(st / "retrain"),
+            "CRACKSEG_RETRAIN_LOG_DIR": str(st / "logs"),
             "OMP_WAIT_POLICY": "PASSIVE",
         }
         env["CRACKSEG_BASE_DATA"] = str((s.base_data or st / "data" / "base").resolve())
