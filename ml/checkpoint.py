@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ml.fsutil import atomic_write_json
+from ml.fsutil import atomic_dir, atomic_write_json
 from ml.models import create_model
 
 WEIGHTS_FILE = "model.safetensors"
@@ -71,23 +69,11 @@ def save_model(model: nn.Module, config: ModelConfig, out_dir: str | os.PathLike
     The directory is first built beside ``out_dir`` and renamed over it, so a crash never leaves half a model.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as staging:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         config = config.model_copy(update={"weights_sha256": sha256_file(staging / WEIGHTS_FILE)})
         atomic_write_json(staging / CONFIG_FILE, config.model_dump(mode="json"))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

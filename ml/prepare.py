@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -74,12 +73,9 @@ def _random_split(ids: list[str], params: PrepareParams) -> dict[str, list[str]]
 def prepare(params: PrepareParams, out_dir: str | os.PathLike[str]) -> int:
     """Build the dataset in a staging folder and swap it into ``out_dir``; returns the number of pairs."""
     from ml.data import synthetic
-    from ml.fsutil import atomic_write_json
+    from ml.fsutil import atomic_dir, atomic_write_json
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         source = os.path.expandvars(params.source).strip()
         if source:
             split = _copy_source(params, Path(source), staging)
@@ -89,10 +85,4 @@ def prepare(params: PrepareParams, out_dir: str | os.PathLike[str]) -> int:
             )
             split = _random_split(ids, params)
         atomic_write_json(staging / "split.json", split)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return sum(len(v) for v in split.values())

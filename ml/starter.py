@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +59,16 @@ def synthetic_set(params: StarterParams, workdir: Path, processes: int | None = 
     """
     from concurrent.futures import ProcessPoolExecutor
 
+    from ml.fsutil import atomic_dir
+
     name = f"synthetic-n{params.n_images}-{params.height}x{params.width}-s{params.seed}"
     root = workdir / name
     if (root / ".complete").is_file():
         return root
-    workdir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=workdir))
     procs = max(1, min(processes or os.cpu_count() or 1, 16, params.n_images))
     chunks = [list(range(i, params.n_images, procs)) for i in range(procs)]
-    jobs = [(params.seed, c, params.height, params.width, str(staging)) for c in chunks]
-    try:
+    with atomic_dir(root) as staging:
+        jobs = [(params.seed, c, params.height, params.width, str(staging)) for c in chunks]
         if procs == 1:
             _write_samples(jobs[0])
         else:
@@ -79,13 +78,6 @@ def synthetic_set(params: StarterParams, workdir: Path, processes: int | None = 
             with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 list(pool.map(_write_samples, jobs))
         (staging / ".complete").write_text("")
-        staging.chmod(0o755)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return root
 
 
@@ -100,7 +92,7 @@ def train_starter(
 ) -> dict[str, Any]:
     """Train on synthetic data only, write the checkpoint to ``out``; returns a summary (and zero-shot scores)."""
     from ml.checkpoint import read_config
-    from ml.fsutil import atomic_write_json
+    from ml.fsutil import atomic_dir, atomic_write_json
     from ml.tracking import resolve_tracking_uri
     from ml.train import TrainParams, train
 
@@ -134,13 +126,8 @@ def train_starter(
         tags={"run_name": "starter", "training_data": "synthetic"},
     )
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    shutil.rmtree(staging)
-    shutil.copytree(result.model_dir, staging)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with atomic_dir(target) as staging:
+        shutil.copytree(result.model_dir, staging, dirs_exist_ok=True)
 
     summary: dict[str, Any] = {
         "model_dir": str(target),

@@ -16,8 +16,6 @@ shipped with crackseg.
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ import numpy as np
 from ml.data.datasets import check_integrity, discover
 from ml.data.fetch import download, sha256_file
 from ml.data.imageio import ImageDecodeError, encode_png, read_image, read_mask
-from ml.fsutil import atomic_write_bytes, atomic_write_json
+from ml.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json
 
 # The 46 CrackForest test ids of the team's reference copy (72 train / 46 test, the partition used in the
 # CrackForest literature). The repository itself has no split file; every id not listed here is training data,
@@ -287,9 +285,7 @@ def fetch(
     else:
         archive.unlink(missing_ok=True)
         digest = download(url or source.url, archive, sha256=expected, progress=progress, **download_kwargs)  # type: ignore[arg-type]
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{source.name}.", dir=dest))
-    try:
+    with atomic_dir(out) as staging:
         try:
             source.convert(archive, staging)
         except zipfile.BadZipFile as e:
@@ -316,10 +312,4 @@ def fetch(
                 "counts": counts,
             },
         )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return FetchResult(root=out, sha256=digest, counts=counts)

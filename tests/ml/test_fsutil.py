@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ml.fsutil import atomic_open, atomic_write_bytes, atomic_write_json
+from ml.fsutil import atomic_dir, atomic_open, atomic_write_bytes, atomic_write_json
 
 
 def test_atomic_write_creates_parents_and_content(tmp_path):
@@ -25,3 +25,27 @@ def test_failure_leaves_the_old_file_and_no_temp(tmp_path):
 def test_only_write_modes_are_allowed(tmp_path):
     with pytest.raises(ValueError, match="supports"), atomic_open(tmp_path / "x", "a"):
         pass
+
+
+def test_atomic_dir_replaces_the_whole_folder(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as staging:
+        assert staging.parent == tmp_path and staging != target
+        (staging / "new.txt").write_text("new")
+        assert (target / "old.txt").exists()  # readers see the old folder until the end
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert target.stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_dir_failure_keeps_the_old_folder_and_no_staging(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as staging:
+        (staging / "half.txt").write_text("half")
+        raise RuntimeError("crash mid-way")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
