@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.argv, _ARGV = sys.argv[:1], sys.argv  # KServe (imported below via tests.helpers) parses sys.argv
 
-from tests.helpers.procs import BIN, ManagedProcess, free_port  # noqa: E402
+from tests.helpers.procs import start_predictor  # noqa: E402
 
 
 def sample_jpeg() -> bytes:
@@ -179,7 +179,6 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     forward = bare_forward_ms(model_dir, jpeg, args.threads)
 
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             "CRACKSEG_FEEDBACK_DIR": tmp,
@@ -187,23 +186,8 @@ def main() -> None:
             "CRACKSEG_MAX_CONCURRENT_INFERENCES": str(args.workers),
             "OMP_WAIT_POLICY": "PASSIVE",
         }
-        proc = ManagedProcess(
-            [
-                str(BIN / "crackseg"),
-                "serve",
-                "--model",
-                str(model_dir),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            log_path=Path(tmp) / "server.log",
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
+        url, proc = start_predictor(model_dir, Path(tmp) / "server.log", env)
         try:
-            proc.wait_http(f"{url}/v2/health/ready", timeout=120)
             run_level(url, jpeg, 1, 4, ping=False)  # warm-up
             levels = [run_level(url, jpeg, c, args.requests, ping=(c == 8)) for c in (1, 4, 8)]
         finally:

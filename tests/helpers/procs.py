@@ -84,6 +84,25 @@ class ManagedProcess:
         self._log.close()
 
 
+def start_predictor(
+    model: Path | str, log_path: Path, env: dict[str, str] | None = None, timeout: float = 120.0
+) -> tuple[str, ManagedProcess]:
+    """A real ``crackseg serve`` on a free loopback port, returned once ready (weights loaded, warmed up)."""
+    port = free_port()
+    proc = ManagedProcess(
+        [str(BIN / "crackseg"), "serve", "--model", str(model), "--port", str(port), "--host", "127.0.0.1"],
+        log_path=log_path,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_http(f"{url}/v2/health/ready", timeout=timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return url, proc
+
+
 def start_mlflow_server(workdir: Path) -> tuple[str, ManagedProcess]:
     """A real MLflow tracking + registry server on a free port, SQLite backend, proxied artifacts."""
     port = free_port()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers.procs import BIN, ManagedProcess, free_port
+from tests.helpers.procs import BIN, ManagedProcess, free_port, start_predictor
 from tests.monitoring.queries import RULES, dashboard_queries, metric_names, rule_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,20 +64,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     procs: list[ManagedProcess] = []
     try:
-        port = free_port()
-        predictor = ManagedProcess(
-            [
-                str(BIN / "crackseg"),
-                "serve",
-                "--model",
-                str(work / "model"),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            log_path=work / "predictor.log",
-            env={
+        predictor_url, predictor = start_predictor(
+            work / "model",
+            work / "predictor.log",
+            {
                 "CRACKSEG_FEEDBACK_DIR": str(work / "feedback"),
                 "CRACKSEG_MODELS_DIR": str(work / "models"),
                 "CRACKSEG_MODEL_CACHE_DIR": str(work / "cache"),
@@ -87,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             },
         )
         procs.append(predictor)
-        targets = {"crackseg-predictor": f"127.0.0.1:{port}"}
+        targets = {"crackseg-predictor": predictor_url.removeprefix("http://")}
         if NODE_EXPORTER:
             node_port = free_port()
             procs.append(
@@ -116,7 +106,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 [{"targets": [targets[job["job_name"]]]}] if job["job_name"] in targets else []
             )
         config_path.write_text(yaml.safe_dump(prom_config))
-        predictor.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", timeout=120)
         prometheus = ManagedProcess(
             [
                 PROMETHEUS,
@@ -129,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         procs.append(prometheus)
         prom = f"http://127.0.0.1:{prom_port}"
         prometheus.wait_http(f"{prom}/-/ready", timeout=60)
-        yield {"predictor": f"http://127.0.0.1:{port}", "prometheus": prom, "work": work}
+        yield {"predictor": predictor_url, "prometheus": prom, "work": work}
     finally:
         for proc in reversed(procs):
             proc.stop()

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers.procs import BIN, REPO, ManagedProcess, free_port
+from tests.helpers.procs import REPO, ManagedProcess, free_port, start_predictor
 from tests.services.predictor.corpus import hostile_cases
 from tests.services.predictor.samples import jpeg_bytes, make_tiny_model
 
@@ -55,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     source = _model_source(tmp)
     # Version 2 for the swap: another copy of the served weights under $CRACKSEG_MODELS_DIR/v2.
     shutil.copytree(source, tmp / "models" / "v2")
-    port, grpc_port = free_port(), free_port()
+    grpc_port = free_port()
     env = {
         "CRACKSEG_GRPC_PORT": str(grpc_port),
         "CRACKSEG_FEEDBACK_DIR": str(tmp / "feedback"),
@@ -70,14 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "CRACKSEG_MAX_PIXELS": "1000000",
         "OMP_WAIT_POLICY": "PASSIVE",
     }
-    proc = ManagedProcess(
-        [str(BIN / "crackseg"), "serve", "--model", str(source), "--port", str(port), "--host", "127.0.0.1"],
-        log_path=tmp / "server.log",
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_predictor(source, tmp / "server.log", env)
     try:
-        proc.wait_http(f"{url}/v2/health/ready", timeout=120)
         yield Server(
             url=url, grpc_port=grpc_port, proc=proc, models_dir=tmp / "models", feedback_dir=tmp / "feedback"
         )

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.procs import BIN, ManagedProcess, free_port
+from tests.helpers.procs import ManagedProcess, start_predictor
 
 TINY_TRAIN = {
     "base_width": 4,
@@ -110,20 +110,10 @@ def predictor(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> I
     current = registry.champion()
     assert current is not None
     served_dir = export_version(registry, current.version, state / "models")
-    port = free_port()
-    proc = ManagedProcess(
-        [
-            str(BIN / "crackseg"),
-            "serve",
-            "--model",
-            str(served_dir),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
-        log_path=state / "predictor.log",
-        env={
+    url, proc = start_predictor(
+        served_dir,
+        state / "predictor.log",
+        {
             "CRACKSEG_FEEDBACK_DIR": str(state / "feedback"),
             "CRACKSEG_MODELS_DIR": str(state / "models"),
             "CRACKSEG_MODEL_CACHE_DIR": str(state / "cache"),
@@ -133,9 +123,7 @@ def predictor(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> I
             "OMP_NUM_THREADS": "1",
         },
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        proc.wait_http(f"{url}/v2/health/ready", timeout=120)
         yield Predictor(url, state / "feedback", state / "models", proc)
     finally:
         proc.stop()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.procs import BIN, REPO, ManagedProcess, free_port
+from tests.helpers.procs import BIN, REPO, ManagedProcess, free_port, start_predictor
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -88,20 +88,10 @@ def feedback_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def predictor_url(
     model_dir: Path, feedback_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = free_port()
-    proc = ManagedProcess(
-        [
-            str(BIN / "crackseg"),
-            "serve",
-            "--model",
-            str(model_dir),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
-        log_path=tmp_path_factory.mktemp("logs") / "predictor.log",
-        env={
+    url, proc = start_predictor(
+        model_dir,
+        tmp_path_factory.mktemp("logs") / "predictor.log",
+        {
             "CRACKSEG_FEEDBACK_DIR": str(feedback_dir),
             "CRACKSEG_RETRAIN_THRESHOLD": "5",
             "CRACKSEG_MODEL_VERSION": "2",
@@ -109,9 +99,7 @@ def predictor_url(
             "OMP_WAIT_POLICY": "PASSIVE",
         },
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        proc.wait_http(f"{url}/v2/health/ready", timeout=120)
         yield url
     finally:
         proc.stop()
