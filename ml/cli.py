@@ -77,19 +77,75 @@ def train_cmd(
     )
 
 
+def train_default_cmd(
+    seed: Annotated[list[int] | None, typer.Option(help="seed (repeatable; default 0 1 2)")] = None,
+    out: Annotated[Path, typer.Option(help="work folder; seed N trains into OUT/seedN")] = Path(
+        "state/train-default"
+    ),
+    recipe: Annotated[
+        Path | None, typer.Option(help="recipe YAML (default: ml/recipes/default.yaml)")
+    ] = None,
+    tracking_uri: Annotated[str, typer.Option(help="MLflow URI, or 'none'")] = "none",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a train param: KEY=VALUE")] = None,
+) -> None:
+    """Train the default model's recipe for each seed (resumable), calibrate, and report mean ± std."""
+    import logging
+
+    from ml.fsutil import atomic_write_json
+    from ml.recipe import DEFAULT_RECIPE, Recipe, summarise_seeds, train_default
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    seeds = seed or [0, 1, 2]
+    try:
+        spec = Recipe.load(recipe or DEFAULT_RECIPE)
+        summaries = [
+            train_default(
+                spec,
+                seed=s,
+                out_dir=out / f"seed{s}",
+                datasets_root=_datasets_root(),
+                tracking_uri=tracking_uri,
+                overrides=_parse_overrides(set_ or []),
+            )
+            for s in seeds
+        ]
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    agg = summarise_seeds(summaries)
+    atomic_write_json(out / "seeds.json", {"seeds": seeds, "summary": agg, "runs": summaries})
+    for key, v in agg.items():
+        typer.echo(f"{key:<22} {v['mean']:.4f} ± {v['std']:.4f}  (n={int(v['n'])})")
+
+
 def eval_cmd(
     model: Annotated[
         str, typer.Option(help="checkpoint folder or models:/crackseg@champion | models:/crackseg/N")
-    ],
+    ] = "models/default",
     data: Annotated[
-        Path, typer.Option(help="split.json root, <split>/images root, or images/+masks/ folder")
-    ],
-    split: Annotated[str, typer.Option(help="split name; 'all' for every pair")] = "test",
+        Path | None,
+        typer.Option(help="split.json root, <split>/images root, or images/+masks/ folder (omit with --val)"),
+    ] = None,
+    split: Annotated[str, typer.Option(help="split name; 'all' for every pair")] = "all",
+    val: Annotated[
+        bool,
+        typer.Option(
+            "--val", help="the fixed validation set of the default recipe (DeepCrack + CFD val ids)"
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="write the JSON report here (atomically)")] = None,
+    plot: Annotated[Path | None, typer.Option(help="write the PR-curve plot (PNG) here")] = None,
+    tile_size: Annotated[
+        int | None, typer.Option(help="tile side for large photos (default: the model's)")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
 ) -> None:
-    """Evaluate a model: F1 at ODS, at 0.5, OIS, precision, recall, IoU, Dice, and a per-image table."""
+    """Evaluate a model: P1 (ODS), P2, OIS, AP, F1 at 0.5 and at the served threshold, and a per-image table.
+
+    All numbers are pixel-exact (no distance tolerance). Photos larger than the tile size are evaluated through
+    the same tiled path that serving uses.
+    """
     import torch
 
     from ml.evaluate import evaluate
@@ -97,8 +153,25 @@ def eval_cmd(
 
     if threads:
         torch.set_num_threads(threads)
+    if val == (data is not None):
+        typer.echo("error: give either --data DIR (with --split) or --val", err=True)
+        raise typer.Exit(2)
     try:
-        report = evaluate(model, data, split=None if split == "all" else split, device=device, progress=True)
+        pairs = None
+        if val:
+            from ml.recipe import Recipe, validation_pairs
+
+            pairs, split = validation_pairs(Recipe.load(), _datasets_root()), "val"
+        report = evaluate(
+            model,
+            data or _datasets_root(),
+            split=None if split == "all" else split,
+            device=device,
+            progress=True,
+            tile_size=tile_size,
+            pairs=pairs,
+            plot=plot,
+        )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -217,6 +290,7 @@ def register(app: typer.Typer) -> None:
     """Add the ML commands to the ``crackseg`` app."""
     app.command("train")(train_cmd)
     app.command("eval")(eval_cmd)
+    app.command("train-default")(train_default_cmd)
     app.command("bench")(bench_cmd)
     app.command("starter-model")(starter_cmd)
     app.command("prepare")(prepare_cmd)

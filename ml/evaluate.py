@@ -10,7 +10,7 @@ block is what the predictor will actually do: the threshold stored in the checkp
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,14 @@ def sweep(
     autocast_dtype: torch.dtype | None = None,
     ids: Sequence[str] | None = None,
     progress: bool = False,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Sweep:
-    """Run ``module`` over every (image (3,H,W) in [0,1], mask (1,H,W)) of ``dataset``, one full image at a time."""
+    """Run ``module`` over every (image (3,H,W) in [0,1], mask (1,H,W)) of ``dataset``, one full image at a time.
+
+    ``predict`` replaces the plain forward pass: it takes the ``(H, W, 3) uint8`` photo and returns ``(H, W)``
+    probabilities — evaluation passes the serving path (:class:`ml.inference.Segmenter`, tiled for large photos)
+    so that what is measured is what is served.
+    """
     from tqdm import tqdm
 
     was_training = module.training
@@ -77,13 +83,17 @@ def sweep(
     try:
         for i in tqdm(range(n), desc="eval", unit="img", disable=None if progress else True, leave=False):
             image, mask = dataset[i]
-            x = normalise(image[None].to(device), mean, std)  # (1, 3, H, W)
-            if autocast_dtype is not None:
-                with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                    logits = module(x)
+            if predict is not None:
+                rgb = (image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                probs = torch.from_numpy(predict(rgb))[None, None].to(device)  # (1, 1, H, W)
             else:
-                logits = module(x)
-            probs = torch.sigmoid(logits.float())  # (1, 1, H, W)
+                x = normalise(image[None].to(device), mean, std)  # (1, 3, H, W)
+                if autocast_dtype is not None:
+                    with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                        logits = module(x)
+                else:
+                    logits = module(x)
+                probs = torch.sigmoid(logits.float())  # (1, 1, H, W)
             target = mask[None].to(device) > 0.5  # (1, 1, H, W) bool
             curve.update(probs, target)
             for t in fixed_thresholds:
@@ -114,6 +124,9 @@ class EvalReport:
     n_images: int
     f1_ods: float
     threshold_ods: float
+    p2: float
+    threshold_p2: float
+    ap: float
     f1_at_0_5: float
     ois: float
     ois_mean: float
@@ -135,7 +148,9 @@ class EvalReport:
         lines = [
             f"model {self.model} (version {self.model_version or '-'}) on {self.data_root} "
             f"[{self.split or 'all'}], {self.n_images} images",
-            f"  F1 ODS     {self.f1_ods:.4f}  (threshold {self.threshold_ods:.2f}, pooled)",
+            f"  P1 (ODS)   {self.f1_ods:.4f}  (best single threshold {self.threshold_ods:.2f}, counts pooled)",
+            f"  P2         {self.p2:.4f}  (best single threshold {self.threshold_p2:.2f}, mean per-image F1)",
+            f"  AP         {self.ap:.4f}  (area under the pooled PR curve)",
             f"  F1 @ 0.5   {self.f1_at_0_5:.4f}  (P {self.precision_at_0_5:.4f}, R {self.recall_at_0_5:.4f})",
             f"  OIS        {self.ois:.4f}  (BSDS pooled; mean of per-image best {self.ois_mean:.4f})",
             f"  precision  {self.precision:.4f}  recall {self.recall:.4f}  IoU {self.iou:.4f}  "
@@ -154,6 +169,41 @@ class EvalReport:
         if len(self.per_image) > max_rows:
             lines.append(f"  … {len(self.per_image) - max_rows} more rows in the JSON report")
         return "\n".join(lines)
+
+
+def pr_figure(curve: ThresholdCurve, fixed_threshold: float, title: str = "validation PR curve") -> Any:
+    """The pooled precision–recall curve with the P1 (ODS) point and the served threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, r, f = curve.pr_curve()
+    ods = curve.ods()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(r.numpy(), p.numpy(), label="pooled PR (thresholds 0.01–0.99)")
+    ax.scatter(
+        [ods.recall],
+        [ods.precision],
+        color="red",
+        zorder=3,
+        label=f"P1 (ODS) F1 {ods.f1:.3f} @ {ods.threshold:.2f}",
+    )
+    j = curve.index_of(fixed_threshold)
+    if j is not None:
+        ax.scatter(
+            [float(r[j])],
+            [float(p[j])],
+            color="black",
+            marker="x",
+            zorder=3,
+            label=f"F1 {float(f[j]):.3f} @ {fixed_threshold:.2f}",
+        )
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def resolve_model_dir(
@@ -184,6 +234,7 @@ def report_from_sweep(
     """Turn a ``Sweep`` (which must hold fixed thresholds 0.5 and ``model_threshold``) into an ``EvalReport``."""
     curve = sw.curve
     ods = curve.ods()
+    p2 = curve.best_mean()
     ois = curve.ois()
     at_ods = curve.stats_at(ods.index)
     at_05 = sw.fixed[0.5]
@@ -214,6 +265,9 @@ def report_from_sweep(
         n_images=len(sw.ids),
         f1_ods=ods.f1,
         threshold_ods=ods.threshold,
+        p2=p2.f1,
+        threshold_p2=p2.threshold,
+        ap=curve.average_precision(),
         f1_at_0_5=float(metrics.f1_score(at_05)),
         ois=ois.f1,
         ois_mean=ois.f1_mean,
@@ -243,11 +297,16 @@ def evaluate(
     cache_dir: str | os.PathLike[str] | None = None,
     tracking_uri: str | None = None,
     progress: bool = False,
+    tile_size: int | None = None,
+    pairs: Sequence[Any] | None = None,
+    plot: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
     """Evaluate a checkpoint folder or registry model (``models:/crackseg@champion``) on ``data_root[split]``.
 
     ``data_root`` is a ``split.json`` root, a ``<split>/images`` root or a flat ``images/`` + ``masks/`` folder
-    (which has no splits: every pair is used). ``split=None`` evaluates every pair.
+    (which has no splits: every pair is used). ``split=None`` evaluates every pair; explicit ``pairs`` (e.g. the
+    fixed validation set) replace discovery. Every photo goes through the serving path (:class:`Segmenter`):
+    photos larger than ``tile_size`` (default: the model config's, else 1024) are tiled exactly as served.
 
     Raises:
         ValueError: unknown model, dataset layout or split. ``DatasetIntegrityError`` for broken data.
@@ -255,12 +314,19 @@ def evaluate(
     from ml.checkpoint import load_model
     from ml.data.datasets import check_integrity, discover
     from ml.data.torchdata import SegmentationDataset
+    from ml.inference import Segmenter
 
     model_dir = resolve_model_dir(model, cache_dir, tracking_uri)
     loaded = load_model(model_dir, device=device)
-    pairs = discover(Path(data_root), split)
+    pairs = list(pairs) if pairs is not None else discover(Path(data_root), split)
+    if not pairs:
+        raise ValueError(
+            f"{data_root} has no image/mask pairs (expected images/ + masks/ with matching names)"
+        )
     check_integrity(pairs)
     config = loaded.config
+    tile = tile_size or int((config.model_extra or {}).get("tile_size", 1024))
+    segmenter = Segmenter(loaded, tile_size=tile, device=device)
     sw = sweep(
         loaded.module,
         SegmentationDataset(pairs),
@@ -270,7 +336,17 @@ def evaluate(
         fixed_thresholds=sorted({0.5, config.threshold}),
         ids=[p.id for p in pairs],
         progress=progress,
+        predict=segmenter.probabilities,
     )
+    if plot is not None:
+        import matplotlib.pyplot as plt
+
+        fig = pr_figure(
+            sw.curve, config.threshold, title=f"PR curve: {Path(str(data_root)).name} [{split or 'all'}]"
+        )
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=100)
+        plt.close(fig)
     return report_from_sweep(
         sw,
         model=str(model),

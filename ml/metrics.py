@@ -17,10 +17,13 @@ Conventions, stated once:
 - F1 and Dice are the same number for binary masks (``2tp / (2tp + fp + fn)``); both names exist because both
   communities use them.
 
-Threshold sweeps (``ThresholdCurve``) follow the BSDS / DeepCrack evaluation protocol, pixel-exact (no distance
-tolerance): **ODS** is the F1 of pooled counts at the single best threshold for the whole dataset; **OIS** picks the
-best threshold for each image, then pools those images' counts and computes one F1 from them (the BSDS
-``collect_eval_bdry`` convention). ``ois_mean`` is the alternative some papers report: the mean of per-image best F1.
+Threshold sweeps (``ThresholdCurve``) are **pixel-exact**: a predicted pixel counts only where the ground truth
+itself is crack (no distance tolerance — the BSDS benchmark's boundary matching with a tolerance is NOT applied, so
+these numbers are stricter than tolerance-based ones). **P1 / ODS** is the F1 of pooled counts at the single best
+threshold for the whole dataset; **P2** is the single threshold that maximises the mean per-image F1; **OIS** picks
+the best threshold for each image, then pools those images' counts and computes one F1 from them (the BSDS
+``collect_eval_bdry`` convention); ``ois_mean`` is the mean of per-image best F1; **AP** is the area under the
+pooled precision–recall curve.
 The sweep histograms each image's crack and background probabilities once (``len(thresholds) + 1`` bins whose edges
 are the thresholds) and reads every threshold's counts off reverse cumulative sums, so the result is exactly what
 re-thresholding at each grid value would give, at the cost of one pass.
@@ -254,6 +257,28 @@ class ThresholdCurve:
             thresholds=[float(self.thresholds[j]) for j in best],
             per_image_f1=[float(x) for x in per_best],
         )
+
+    def best_mean(self) -> ThresholdScore:
+        """P2: the single threshold that maximises the **mean per-image** F1 (precision/recall: per-image means).
+
+        Unlike ODS, every image weighs the same whatever its crack area, so a model that only finds the wide cracks
+        of a few images scores lower here (ties: the lowest threshold)."""
+        tp, fp, fn, tn = self._counts()
+        s = Stats(tp, fp, fn, tn)
+        f = f1_score(s, "mean", self.zero_division)  # (K,)
+        j = int(torch.argmax(f))
+        p = precision(s, "mean", self.zero_division)
+        r = recall(s, "mean", self.zero_division)
+        return ThresholdScore(float(self.thresholds[j]), float(f[j]), float(p[j]), float(r[j]), j)
+
+    def average_precision(self) -> float:
+        """Area under the pooled precision–recall curve, as a step sum ``Σ (R_k − R_{k+1}) · P_k`` over the grid.
+
+        Thresholds increase along the grid, so recall falls; the segment from the lowest threshold down to recall
+        0 uses the grid's own points only (no interpolation), which slightly underestimates AP at the ends."""
+        p, r, _ = self._pooled()
+        r_next = torch.cat([r[1:], torch.zeros(1, dtype=r.dtype)])
+        return float(((r - r_next).clamp(min=0) * p).sum())
 
     def index_of(self, threshold: float) -> int | None:
         """Index of ``threshold`` in the grid, or None when it is not one of its values."""

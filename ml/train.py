@@ -195,40 +195,6 @@ def _overlay(rgb: Any, probs: Any, target: Any, threshold: float) -> Any:
     return out
 
 
-def _pr_figure(curve: Any, fixed_threshold: float) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    p, r, f = curve.pr_curve()
-    ods = curve.ods()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(r.numpy(), p.numpy(), label="pooled PR (thresholds 0.01–0.99)")
-    ax.scatter(
-        [ods.recall],
-        [ods.precision],
-        color="red",
-        zorder=3,
-        label=f"ODS F1 {ods.f1:.3f} @ {ods.threshold:.2f}",
-    )
-    j = curve.index_of(fixed_threshold)
-    if j is not None:
-        ax.scatter(
-            [float(r[j])],
-            [float(p[j])],
-            color="black",
-            marker="x",
-            zorder=3,
-            label=f"F1 {float(f[j]):.3f} @ {fixed_threshold:.2f}",
-        )
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="validation PR curve")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def train(
     params: TrainParams,
     *,
@@ -240,6 +206,8 @@ def train(
     extra_data: Sequence[str | os.PathLike[str]] = (),
     tags: Mapping[str, str] | None = None,
     resume: bool = False,
+    pairs: tuple[Sequence[Any], Sequence[Any]] | None = None,
+    sample_weights: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train, save the best weights to ``out_dir/model`` and (optionally) register them as ``crackseg``.
 
@@ -256,17 +224,21 @@ def train(
         tags: run tags, also copied onto the model version (e.g. ``feedback_count``, ``parent_version``);
             ``run_name`` names the MLflow run and is not copied onto the version.
         resume: continue from ``out_dir/checkpoint`` when it exists.
+        pairs: explicit ``(train, val)`` pairs (a recipe's mixture, see :mod:`ml.data.mixture`); then
+            ``data_root`` only names the data in logs.
+        sample_weights: one sampling weight per training pair (with ``pairs``): crops are drawn with these
+            probabilities, so each source of a mixture gets its share whatever its size.
     """
     import numpy as np
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
     from tqdm import tqdm
 
     from ml.checkpoint import ModelConfig, build_model, load_model, save_model
     from ml.data.datasets import check_integrity, discover
     from ml.data.torchdata import SegmentationDataset
     from ml.data.transforms import train_transform
-    from ml.evaluate import normalise, sweep
+    from ml.evaluate import normalise, pr_figure, sweep
     from ml.fsutil import atomic_write_json
     from ml.lineage import dataset_hash, git_commit
     from ml.losses import SegmentationLoss
@@ -285,7 +257,12 @@ def train(
         torch.set_num_threads(params.threads)
 
     # Data: validation comes from the base dataset only, so feedback never grades itself.
-    train_pairs, val_pairs = split_pairs(params, Path(data_root))
+    if pairs is not None:
+        train_pairs, val_pairs = list(pairs[0]), list(pairs[1])
+    else:
+        train_pairs, val_pairs = split_pairs(params, Path(data_root))
+    if sample_weights is not None and len(sample_weights) != len(train_pairs):
+        raise ValueError(f"{len(sample_weights)} sample weights for {len(train_pairs)} training pairs")
     check_integrity(train_pairs + val_pairs)
     for folder in extra_data:
         # Checked per folder: ids only need to be unique within one dataset.
@@ -380,11 +357,15 @@ def train(
             # Reseeding per epoch makes a resumed run replay exactly the batches of an uninterrupted one.
             torch.manual_seed(params.seed * 100_003 + epoch)
             generator = torch.Generator().manual_seed(params.seed * 100_003 + epoch)
-            sampler = RandomSampler(
-                train_ds,
-                replacement=True,
-                num_samples=params.steps_per_epoch * params.batch_size,
-                generator=generator,
+            n_samples = params.steps_per_epoch * params.batch_size
+            # Feedback folders (extra_data) come after the weighted pairs: they share the mean weight.
+            weights = list(sample_weights or [])
+            if weights and len(weights) < len(train_ds):
+                weights += [float(np.mean(weights))] * (len(train_ds) - len(weights))
+            sampler: Any = (
+                WeightedRandomSampler(weights, n_samples, replacement=True, generator=generator)
+                if weights
+                else RandomSampler(train_ds, replacement=True, num_samples=n_samples, generator=generator)
             )
             loader = DataLoader(
                 train_ds,
@@ -519,7 +500,7 @@ def train(
         cpu_model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format)
         model_dir = save_model(cpu_model, model_cfg, out / "model")
         atomic_write_json(out / "history.json", {"history": history, "final": final_metrics})
-        fig = _pr_figure(sw.curve, params.threshold)
+        fig = pr_figure(sw.curve, params.threshold)
         fig.savefig(out / "pr_curve.png", dpi=100)
         tracker.log_metrics({f"final_{k}": v for k, v in final_metrics.items()})
         tracker.log_figure(fig, "plots/pr_curve.png")

@@ -175,20 +175,90 @@ def _twigs(rng: np.random.Generator, image: np.ndarray, size: Size) -> np.ndarra
     return image * (1 - layer[..., None]) + colour * layer[..., None]
 
 
-def add_distractors(rng: np.random.Generator, image: np.ndarray, size: Size) -> np.ndarray:
-    """Lane paint, stains, oil, joints, patch edges and twigs, each with its own probability."""
-    if rng.random() < 0.12:
+def _manhole(rng: np.random.Generator, image: np.ndarray, size: Size) -> np.ndarray:
+    """A manhole or gully cover: a dark metal disc with a thin bright-and-dark rim, partly in frame."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    cy, cx = rng.uniform(-0.1, 1.1) * h, rng.uniform(-0.1, 1.1) * w
+    radius = rng.uniform(0.15, 0.45) * min(h, w)
+    r = np.hypot(yy - cy, xx - cx)
+    disc = np.clip(radius - r + 0.5, 0.0, 1.0)
+    grid = 0.5 + 0.5 * np.sign(np.sin(xx / rng.uniform(4, 9)) * np.sin(yy / rng.uniform(4, 9)))
+    metal = rng.uniform(45, 90) + 18 * grid + 6 * noise(rng, size, 3.0)
+    out = image * (1 - disc[..., None]) + metal[..., None] * disc[..., None]
+    rim = np.exp(-0.5 * np.square((r - radius - rng.uniform(1, 4)) / rng.uniform(0.8, 2.0)))
+    return out * (1.0 - rng.uniform(0.3, 0.6) * rim[..., None])
+
+
+def _kerb(rng: np.random.Generator, image: np.ndarray, size: Size) -> np.ndarray:
+    """A kerb or slab edge: a long straight step in brightness with a dark gap line along it."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    angle = rng.choice([0.0, np.pi / 2]) + rng.normal(0, 0.08)
+    dist = np.cos(angle) * (yy - rng.uniform(0.2, 0.8) * h) - np.sin(angle) * (xx - rng.uniform(0.2, 0.8) * w)
+    step = ndi.gaussian_filter((dist > 0).astype(np.float32), 0.8)
+    out = image * (1.0 + step[..., None] * (rng.uniform(1.1, 1.45) - 1.0))
+    gap = np.clip(rng.uniform(0.8, 2.5) - np.abs(dist), 0.0, 1.0) * rng.uniform(0.4, 0.75)
+    return out * (1.0 - gap[..., None])
+
+
+def _tyre_marks(rng: np.random.Generator, image: np.ndarray, size: Size) -> np.ndarray:
+    """Skid or tyre marks: long, soft-edged, gently curved dark bands, in pairs."""
+    h, w = size
+
+    def draw(d: ImageDraw.ImageDraw) -> None:
+        theta = rng.choice([0.0, np.pi / 2]) + rng.normal(0, 0.15)
+        bend = rng.normal(0, 0.002)
+        y, x = rng.uniform(0, h), rng.uniform(0, w)
+        gap = rng.uniform(25, 80)
+        width = int(rng.integers(8, 25))
+        for k in (0, 1):
+            py, px = y + k * gap * np.cos(theta), x - k * gap * np.sin(theta)
+            pts, t = [], theta
+            for _ in range(2 * (h + w)):
+                pts.append((px, py))
+                t += bend
+                py, px = py + np.sin(t), px + np.cos(t)
+            d.line(pts, fill=255, width=width)
+
+    layer = ndi.gaussian_filter(_line_layer(size, draw), rng.uniform(2.0, 5.0))
+    layer *= 0.6 + 0.4 * np.clip(noise(rng, size, 8.0), -1, 1)
+    return image * (1.0 - rng.uniform(0.15, 0.4) * layer[..., None])
+
+
+def add_distractors(
+    rng: np.random.Generator, image: np.ndarray, size: Size, boost: float = 1.0
+) -> np.ndarray:
+    """Lane paint, stains, oil, joints, patch edges, twigs, manholes, kerbs and tyre marks.
+
+    Args:
+        boost: multiplies each distractor's probability (capped at 0.9): > 1 makes hard-negative-rich samples.
+    """
+
+    def chance(p: float) -> bool:
+        return rng.random() < min(0.9, p * boost)
+
+    if chance(0.12):
         image = _lane_paint(rng, image, size)
     for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.5, 0.3, 0.15, 0.05]))):
         image = _stain(rng, image, size)
-    if rng.random() < 0.15:
+    if chance(0.15):
         image = _oil(rng, image, size)
-    if rng.random() < 0.15:
+    if chance(0.15):
         image = _joint(rng, image, size)
-    if rng.random() < 0.15:
+    if chance(0.15):
         image = _patch_edge(rng, image, size)
-    if rng.random() < 0.15:
+    if chance(0.15):
         image = _twigs(rng, image, size)
+    if boost > 1.0:
+        # The rarer hard negatives appear only in hard-negative mode, so the default pictures (and the starter
+        # model's recipe, keyed on GENERATOR_VERSION) stay exactly as they were.
+        if chance(0.04):
+            image = _manhole(rng, image, size)
+        if chance(0.05):
+            image = _kerb(rng, image, size)
+        if chance(0.05):
+            image = _tyre_marks(rng, image, size)
     return image
 
 

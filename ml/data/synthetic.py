@@ -48,12 +48,23 @@ class SynthConfig:
         max_cracks: Most main cracks (each with its branches) per sample.
         crack_count_probs: Probabilities of drawing 1, 2, 3, … main cracks before the fraction is checked;
             most CrackForest photos show one or two cracks.
+        distractor_boost: Multiplies every distractor's probability; > 1 also enables manholes, kerbs and tyre
+            marks (the hard negatives).
+        crack_free_prob: Probability that a sample has no crack at all (an all-background mask).
     """
 
     min_fraction: float = 0.01
     max_fraction: float = 0.05
     max_cracks: int = 8
     crack_count_probs: tuple[float, ...] = (0.45, 0.33, 0.15, 0.07)
+    distractor_boost: float = 1.0
+    crack_free_prob: float = 0.0
+
+    @classmethod
+    def hard_negatives(cls) -> SynthConfig:
+        """Distractors 4× as often (lane-paint edges, joints, kerbs, manholes, tyre marks, …) and 30 % of the
+        samples with no crack at all, so that "dark, thin and long" alone never means crack."""
+        return cls(distractor_boost=4.0, crack_free_prob=0.3)
 
 
 @dataclass
@@ -230,8 +241,11 @@ def synthesize(
         raise ValueError(f"crack_count_probs must be non-negative and sum to 1, got {probs}")
     rng = np.random.default_rng(seed)
     image = tex.pavement(rng, size)
-    image = tex.add_distractors(rng, image, size)
-    image, mask = _draw_cracks(rng, image, size, config)
+    image = tex.add_distractors(rng, image, size, boost=config.distractor_boost)
+    if config.crack_free_prob > 0 and rng.random() < config.crack_free_prob:
+        mask = np.zeros(size, bool)
+    else:
+        image, mask = _draw_cracks(rng, image, size, config)
     image = tex.camera(rng, image, size)
     rgb = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     if rng.random() < 0.7:

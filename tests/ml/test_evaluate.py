@@ -91,15 +91,33 @@ def test_cli_prints_and_writes_json(known: tuple[Path, Path], tmp_path: Path) ->
 
     model_dir, root = known
     out = tmp_path / "reports" / "report.json"
+    plot = tmp_path / "reports" / "pr.png"
     result = CliRunner().invoke(
-        app, ["eval", "--model", str(model_dir), "--data", str(root), "--split", "all", "--out", str(out)]
+        app,
+        [
+            "eval",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(root),
+            "--split",
+            "all",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
     )
     assert result.exit_code == 0, result.output
-    assert "F1 ODS" in result.output and "c " in result.output
+    assert "P1 (ODS)" in result.output and "P2" in result.output and "c " in result.output
+    assert Image.open(plot).size[0] > 100
     report = json.loads(out.read_text())
     assert report["n_images"] == 3 and report["f1_ods"] == pytest.approx(48 / 216)
     assert {
         "f1_ods",
+        "p2",
+        "threshold_p2",
+        "ap",
         "f1_at_0_5",
         "ois",
         "precision",
@@ -113,3 +131,46 @@ def test_cli_prints_and_writes_json(known: tuple[Path, Path], tmp_path: Path) ->
     bad = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--data", str(tmp_path / "missing")])
     assert bad.exit_code == 2
     assert "is not a directory" in bad.output
+
+
+def test_empty_folder_and_missing_mask_are_named(tmp_path: Path, known: tuple[Path, Path]) -> None:
+    from services.cli import app
+
+    model_dir, root = known
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "masks").mkdir()
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--data", str(empty)])
+    assert res.exit_code == 2 and "no image/mask pairs" in res.output and str(empty) in res.output
+    (root / "masks" / "b.png").unlink()
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--data", str(root)])
+    assert res.exit_code == 2 and "b.png" in res.output and "image without mask" in res.output
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "masks" / "b.png")
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--data", str(root)])
+    assert res.exit_code == 2 and "size mismatch" in res.output and "b.png" in res.output
+    (root / "images" / "a.png").write_bytes(b"not an image")
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--data", str(root)])
+    assert res.exit_code == 2 and "a.png" in res.output and "unreadable image" in res.output
+
+
+def test_large_photos_are_evaluated_through_the_tiled_serving_path(tmp_path: Path, monkeypatch) -> None:
+    """A photo larger than the tile size must be scored from Segmenter's tiles, not one big forward pass."""
+    import ml.inference
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((300, 700, 3), np.uint8)).save(root / "images" / "big.png")
+    Image.fromarray(np.zeros((300, 700), np.uint8)).save(root / "masks" / "big.png")
+    model_dir = _constant_model(tmp_path, 0.3, threshold=0.5)
+    shapes: list[tuple[int, ...]] = []
+    original = ml.inference.Segmenter.probabilities
+
+    def spy(self, rgb):  # type: ignore[no-untyped-def]
+        shapes.append((self.tile_size, *rgb.shape))
+        return original(self, rgb)
+
+    monkeypatch.setattr(ml.inference.Segmenter, "probabilities", spy)
+    r = evaluate(model_dir, root, split=None, tile_size=320)
+    assert shapes == [(320, 300, 700, 3)]
+    assert r.n_images == 1 and r.model_threshold["f1"] == 1.0  # nothing predicted on a crack-free photo

@@ -140,3 +140,23 @@ def test_histogram_sweep_equals_brute_force_thresholding() -> None:
         for name in ("tp", "fp", "fn", "tn"):
             assert torch.equal(getattr(got, name), getattr(expected, name)), (t, name)
     assert c.index_of(0.5) == 49 and c.index_of(0.505) is None
+
+
+def test_p2_is_the_best_threshold_of_the_mean_per_image_f1(curve: ThresholdCurve) -> None:
+    # Per-image F1 — A: .25 → 4/5, .5 → 1, .75 → 2/3; B: .25 → 2/3, .5 → 0, .75 → 0.
+    p2 = curve.best_mean()
+    assert p2.threshold == 0.25 and p2.index == 0
+    assert p2.f1 == pytest.approx((4 / 5 + 2 / 3) / 2)
+    # It differs from pooled ODS on data where one big-crack image dominates the pooled counts.
+    c = ThresholdCurve(torch.tensor([0.25, 0.5, 0.75]))
+    c.update(torch.tensor([[0.6] * 8 + [0.1] * 2]), _b([[1] * 8 + [0] * 2]))  # many crack pixels, found at .5
+    c.update(torch.tensor([[0.3, 0.3, 0.3, 0.3]]), _b([[1, 0, 0, 0]]))  # a hairline only seen at .25, noisily
+    assert c.ods().threshold == 0.5 and c.best_mean().threshold == 0.25
+
+
+def test_average_precision_is_the_step_sum_under_the_pooled_pr_curve(curve: ThresholdCurve) -> None:
+    # recall 1, 1/2, 1/4 with precision 4/7, 1/2, 1/2: (1 - 1/2)·4/7 + (1/2 - 1/4)·1/2 + (1/4 - 0)·1/2
+    assert curve.average_precision() == pytest.approx(0.5 * 4 / 7 + 0.25 * 0.5 + 0.25 * 0.5)
+    perfect = ThresholdCurve()
+    perfect.update(torch.tensor([[1.0, 1.0, 0.0, 0.0]]), _b([[1, 1, 0, 0]]))
+    assert perfect.average_precision() == pytest.approx(1.0)

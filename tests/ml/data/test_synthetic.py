@@ -78,3 +78,29 @@ def test_generate_writes_a_dataset(tmp_path):
     generate(2, tmp_path / "again", size=SIZE, seed=5, workers=2)
     assert (tmp_path / "again/images/synth_00001.png").read_bytes() == pairs[1].image.read_bytes()
     assert (tmp_path / "again/masks/synth_00000.png").read_bytes() == pairs[0].mask.read_bytes()
+
+
+def test_hard_negative_mode_makes_crack_free_samples_with_distractors():
+    from ml.data.synthetic import SynthConfig, sample_seed
+
+    config = SynthConfig.hard_negatives()
+    masks = [synthesize(sample_seed(3, i), (96, 128), config)[1] for i in range(40)]
+    empty = sum(not m.any() for m in masks)
+    # crack_free_prob 0.3 of 40 samples: a binomial with mean 12; far from 0 and from 40.
+    assert 4 <= empty <= 22
+    # The default config never makes an empty sample (the starter's recipe is unchanged).
+    assert all(synthesize(sample_seed(3, i), (96, 128))[1].any() for i in range(10))
+
+
+def test_hard_negatives_draw_the_new_distractors():
+    """Kerbs, manholes and tyre marks change the picture but never the mask."""
+    import numpy as np
+
+    from ml.data import synth_texture as tex
+
+    rng = np.random.default_rng(0)
+    base = np.full((96, 128, 3), 128.0, np.float32)
+    for draw in (tex._kerb, tex._manhole, tex._tyre_marks):
+        out = draw(np.random.default_rng(int(rng.integers(1 << 30))), base.copy(), (96, 128))
+        assert out.shape == base.shape
+        assert np.abs(out - base).max() > 10, draw.__name__

@@ -1,0 +1,207 @@
+"""The default model's recipe: mixture training, Platt calibration on validation, and a validation report.
+
+``train_default(recipe, seed, out)`` runs the whole recipe for one seed into ``out``:
+
+1. generate (once, cached) the hard-negative synthetic set the recipe asks for;
+2. build the mixture (:mod:`ml.data.mixture`) — validation ids only from the fixed split file;
+3. train (:func:`ml.train.train`, resumable: a killed run continues from its last epoch) from ``init_from``;
+4. calibrate the best weights on validation (:mod:`ml.calibrate`, folded into the head), re-pick the served
+   threshold on validation in fp32, and write ``out/model`` (weights + config.json with threshold, calibration
+   and validation metrics) and ``out/summary.json``.
+
+``summarise_seeds`` turns several seeds' summaries into mean ± std (the model card's numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from ml.data.mixture import MixtureSpec
+
+DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
+SUMMARY_FILE = "summary.json"
+
+
+class Recipe(BaseModel):
+    """A training recipe file: where to start from, the data mixture and the training parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    init_from: str | None = None
+    data: MixtureSpec
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = DEFAULT_RECIPE) -> Recipe:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"cannot read recipe {path}: {e}") from e
+        try:
+            return cls.model_validate(raw)
+        except ValueError as e:
+            raise ValueError(f"invalid recipe {path}: {e}") from e
+
+
+def validation_pairs(recipe: Recipe, datasets_root: str | os.PathLike[str]) -> list[Any]:
+    """The recipe's fixed validation pairs (ids ``<source>/<id>``); synthetic sources have none."""
+    from ml.data.mixture import build_mixture
+
+    real = recipe.data.model_copy(update={"sources": [s for s in recipe.data.sources if s.path is not None]})
+    return build_mixture(real, datasets_root, None).val
+
+
+def synthetic_cache(recipe: Recipe, cache_dir: Path) -> Path | None:
+    """Generate (once) the hard-negative synthetic samples of the recipe; ``None`` if it has no synthetic source."""
+    from ml.data import synthetic
+    from ml.fsutil import atomic_dir
+
+    n = max((s.synthetic or 0) for s in recipe.data.sources)
+    if n == 0:
+        return None
+    h, w = recipe.data.synthetic_size
+    seed = recipe.data.synthetic_seed
+    root = cache_dir / f"synthetic-hn-v{synthetic.GENERATOR_VERSION}-n{n}-{h}x{w}-s{seed}"
+    if (root / ".complete").is_file():
+        return root
+    with atomic_dir(root) as staging:
+        synthetic.generate(
+            n, staging, size=(h, w), seed=seed, config=synthetic.SynthConfig.hard_negatives(), workers=1
+        )
+        (staging / ".complete").write_text("")
+    return root
+
+
+def train_default(
+    recipe: Recipe,
+    *,
+    seed: int,
+    out_dir: str | os.PathLike[str],
+    datasets_root: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] = "state/cache",
+    tracking_uri: str | None = "none",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the recipe for one seed; returns (and writes) ``out_dir/summary.json``."""
+    from ml.data.mixture import build_mixture
+    from ml.train import TrainParams, train
+
+    out = Path(out_dir)
+    if (out / SUMMARY_FILE).is_file():
+        # This seed already finished (training, calibration, summary): a rerun only reports it.
+        return read_summary(out / SUMMARY_FILE)
+    synth = synthetic_cache(recipe, Path(cache_dir))
+    mixture = build_mixture(recipe.data, datasets_root, synth)
+    params = TrainParams.model_validate({**recipe.train, **(overrides or {}), "seed": seed})
+    result = train(
+        params,
+        data_root=str(datasets_root),
+        out_dir=out,
+        init_from=recipe.init_from,
+        tracking_uri=tracking_uri,
+        register=False,
+        tags={"run_name": f"default-seed{seed}", "recipe": "default"},
+        resume=True,
+        pairs=(mixture.train, mixture.val),
+        sample_weights=mixture.weights,
+    )
+    return finalize(result.model_dir, mixture.val, seed=seed, counts=mixture.counts, out_dir=out)
+
+
+def finalize(
+    model_dir: Path, val_pairs: list[Any], *, seed: int, counts: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """Calibrate ``model_dir`` on ``val_pairs``, re-pick its threshold on them, save, and write the summary."""
+    from ml.calibrate import calibrate
+    from ml.checkpoint import load_model, save_model
+    from ml.data.torchdata import SegmentationDataset
+    from ml.evaluate import report_from_sweep, sweep
+    from ml.fsutil import atomic_write_json
+
+    loaded = load_model(model_dir)
+    config = loaded.config
+    val = SegmentationDataset(val_pairs, cache=True)
+    if "calibration" in (config.model_extra or {}):
+        raise ValueError(f"{model_dir} is already calibrated: finalize runs once on the trained weights")
+    cal = calibrate(loaded.module, val, mean=config.mean, std=config.std)
+    sw = sweep(
+        loaded.module,
+        val,
+        mean=config.mean,
+        std=config.std,
+        fixed_thresholds=(0.5,),
+        ids=[p.id for p in val_pairs],
+    )
+    threshold = sw.curve.ods().threshold
+    sw_served = sweep(
+        loaded.module, val, mean=config.mean, std=config.std, fixed_thresholds=(0.5, threshold), ids=sw.ids
+    )
+    report = report_from_sweep(
+        sw_served,
+        model=str(model_dir),
+        model_version=None,
+        model_threshold=threshold,
+        data_root="val",
+        split="val",
+    )
+    metrics = {
+        "val_p1": report.f1_ods,
+        "val_p2": report.p2,
+        "val_ois": report.ois,
+        "val_ap": report.ap,
+        "val_f1_at_threshold": report.model_threshold["f1"],
+        "val_ece_before": cal.ece_before,
+        "val_ece_after": cal.ece_after,
+    }
+    new_config = config.model_copy(
+        update={
+            "threshold": threshold,
+            "metrics": {**config.metrics, **metrics},
+            "calibration": {"method": "platt", "scale": cal.scale, "bias": cal.bias, "folded_into": "head"},
+        }
+    )
+    save_model(loaded.module, new_config, model_dir)
+    summary = {
+        "seed": seed,
+        "threshold": threshold,
+        "counts": counts,
+        "metrics": metrics,
+        "per_source": _per_source(report.per_image),
+    }
+    atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _per_source(per_image: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean per-image F1 at the ODS threshold, by source (the id prefix)."""
+    groups: dict[str, list[float]] = {}
+    for row in per_image:
+        groups.setdefault(str(row["id"]).split("/", 1)[0], []).append(float(row["f1"]))
+    return {k: statistics.fmean(v) for k, v in sorted(groups.items())}
+
+
+def summarise_seeds(summaries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{metric: {"mean": …, "std": …, "n": …}}`` over seeds (sample std; 0 for one seed)."""
+    if not summaries:
+        raise ValueError("no seed summaries to aggregate")
+    keys = sorted(set.intersection(*(set(s["metrics"]) for s in summaries)))
+    out: dict[str, dict[str, float]] = {}
+    for k in keys:
+        values = [float(s["metrics"][k]) for s in summaries]
+        out[k] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": float(len(values)),
+        }
+    return out
+
+
+def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
