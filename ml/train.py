@@ -16,11 +16,8 @@ score, history, MLflow run id). ``resume=True`` continues from it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-log = logging.getLogger(__name__)
+from ml.train_state import STATE_FILE, load_checkpoint, save_checkpoint, state_dict_cpu
 
-STATE_FILE = "state.json"
+log = logging.getLogger(__name__)
 
 
 class TrainParams(BaseModel):
@@ -134,65 +131,67 @@ def split_pairs(params: TrainParams, data_root: Path) -> tuple[list[Any], list[A
     ]
 
 
-def _state_dict_cpu(module: Any) -> dict[str, Any]:
-    return {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
-
-
-def _save_checkpoint(
-    ckpt_dir: Path, *, last: dict[str, Any], best: dict[str, Any], optimizer: Any, state: dict[str, Any]
-) -> None:
-    """Write the resume folder atomically: built beside it, then swapped in (a crash leaves the old one)."""
+def _amp(params: TrainParams, device: Any) -> tuple[Any, Any]:
+    """(autocast dtype or None, GradScaler or None): mixed precision on CUDA only."""
     import torch
-    from safetensors.torch import save_file
 
-    from ml.fsutil import atomic_write_json
-
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", dir=ckpt_dir.parent))
-    try:
-        save_file(last, str(staging / "last.safetensors"))
-        save_file(best, str(staging / "best.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        atomic_write_json(staging / STATE_FILE, state)
-        old = ckpt_dir.with_name(f".{ckpt_dir.name}.old-{os.getpid()}")
-        if ckpt_dir.exists():
-            os.replace(ckpt_dir, old)
-        os.replace(staging, ckpt_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    if not (params.amp and device.type == "cuda"):
+        return None, None
+    if params.amp_dtype == "auto":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = getattr(torch, params.amp_dtype)
+    return dtype, (torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
 
 
-def _load_checkpoint(
-    ckpt_dir: Path, device: Any
-) -> tuple[dict[str, Any], dict[str, Any], Any, dict[str, Any]]:
-    import json
-
+def _build(params: TrainParams, init_from: str | os.PathLike[str] | None) -> tuple[Any, Any, str | None]:
+    """(model, ModelConfig, parent version): fresh from ``params``, or the architecture + weights of ``init_from``."""
     import torch
-    from safetensors.torch import load_file
 
-    try:
-        state = json.loads((ckpt_dir / STATE_FILE).read_text())
-        last = load_file(str(ckpt_dir / "last.safetensors"))
-        best = load_file(str(ckpt_dir / "best.safetensors"))
-        # weights_only=True: tensors and plain containers only, never arbitrary pickled objects.
-        optim = torch.load(ckpt_dir / "optimizer.pt", map_location=device, weights_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"cannot resume from {ckpt_dir}: {e}") from e
-    return last, best, optim, state
+    from ml.checkpoint import ModelConfig, build_model, load_model
+
+    if init_from is None:
+        config = ModelConfig(arch=params.arch, base_width=params.base_width, depth=params.depth)
+        torch.manual_seed(params.seed)
+        return build_model(config), config, None
+    parent = load_model(init_from, device="cpu")
+    config = ModelConfig(
+        arch=parent.config.arch,
+        in_channels=parent.config.in_channels,
+        base_width=parent.config.base_width,
+        depth=parent.config.depth,
+        mean=parent.config.mean,
+        std=parent.config.std,
+    )
+    torch.manual_seed(params.seed)
+    model = build_model(config)
+    model.load_state_dict(parent.module.state_dict())
+    return model, config, parent.config.version
 
 
-def _overlay(rgb: Any, probs: Any, target: Any, threshold: float) -> Any:
-    """Green = true positive, red = false positive, blue = missed crack, over the dimmed image."""
-    import numpy as np
+def _training_pairs(
+    params: TrainParams,
+    data_root: str | os.PathLike[str],
+    pairs: tuple[Sequence[Any], Sequence[Any]] | None,
+    sample_weights: Sequence[float] | None,
+    extra_data: Sequence[str | os.PathLike[str]],
+) -> tuple[list[Any], list[Any]]:
+    """(train, val) pairs, integrity-checked; feedback folders join training only, never validation."""
+    from ml.data.datasets import check_integrity, discover
 
-    pred = probs >= threshold
-    out = (rgb.astype(np.float32) * 0.6).astype(np.uint8)
-    out[pred & target] = (0, 255, 0)
-    out[pred & ~target] = (255, 0, 0)
-    out[~pred & target] = (0, 128, 255)
-    return out
+    if pairs is not None:
+        train_pairs, val_pairs = list(pairs[0]), list(pairs[1])
+    else:
+        train_pairs, val_pairs = split_pairs(params, Path(data_root))
+    if sample_weights is not None and len(sample_weights) != len(train_pairs):
+        raise ValueError(f"{len(sample_weights)} sample weights for {len(train_pairs)} training pairs")
+    check_integrity(train_pairs + val_pairs)
+    for folder in extra_data:
+        # Checked per folder: ids only need to be unique within one dataset.
+        extra = discover(Path(folder), None)
+        check_integrity(extra)
+        train_pairs += extra
+    return train_pairs, val_pairs
 
 
 def train(
@@ -229,21 +228,16 @@ def train(
         sample_weights: one sampling weight per training pair (with ``pairs``): crops are drawn with these
             probabilities, so each source of a mixture gets its share whatever its size.
     """
-    import numpy as np
     import torch
-    from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
-    from tqdm import tqdm
 
-    from ml.checkpoint import ModelConfig, build_model, load_model, save_model
-    from ml.data.datasets import check_integrity, discover
     from ml.data.torchdata import SegmentationDataset
     from ml.data.transforms import train_transform
-    from ml.evaluate import normalise, pr_figure, sweep
-    from ml.fsutil import atomic_write_json
+    from ml.evaluate import sweep
     from ml.lineage import dataset_hash, git_commit
     from ml.losses import SegmentationLoss
     from ml.metrics import f1_score
     from ml.tracking import open_tracker, resolve_tracking_uri
+    from ml.train_loop import epoch_loader, finish_run, fit_epoch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,56 +250,16 @@ def train(
     if params.threads:
         torch.set_num_threads(params.threads)
 
-    # Data: validation comes from the base dataset only, so feedback never grades itself.
-    if pairs is not None:
-        train_pairs, val_pairs = list(pairs[0]), list(pairs[1])
-    else:
-        train_pairs, val_pairs = split_pairs(params, Path(data_root))
-    if sample_weights is not None and len(sample_weights) != len(train_pairs):
-        raise ValueError(f"{len(sample_weights)} sample weights for {len(train_pairs)} training pairs")
-    check_integrity(train_pairs + val_pairs)
-    for folder in extra_data:
-        # Checked per folder: ids only need to be unique within one dataset.
-        extra = discover(Path(folder), None)
-        check_integrity(extra)
-        train_pairs += extra
+    train_pairs, val_pairs = _training_pairs(params, data_root, pairs, sample_weights, extra_data)
     data_hash = dataset_hash(train_pairs + val_pairs)
     commit = git_commit()
-
-    # Model: fresh, or the architecture + weights of init_from.
-    parent_version = tags.get("parent_version")
-    if init_from is not None:
-        parent = load_model(init_from, device="cpu")
-        config = ModelConfig(
-            arch=parent.config.arch,
-            in_channels=parent.config.in_channels,
-            base_width=parent.config.base_width,
-            depth=parent.config.depth,
-            mean=parent.config.mean,
-            std=parent.config.std,
-        )
-        parent_version = parent_version or parent.config.version
-        torch.manual_seed(params.seed)
-        model = build_model(config)
-        model.load_state_dict(parent.module.state_dict())
-    else:
-        config = ModelConfig(arch=params.arch, base_width=params.base_width, depth=params.depth)
-        torch.manual_seed(params.seed)
-        model = build_model(config)
+    model, config, parent_of_init = _build(params, init_from)
+    parent_version = tags.get("parent_version") or parent_of_init
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)
-
-    amp_dtype = None
-    scaler = None
-    if params.amp and device.type == "cuda":
-        if params.amp_dtype == "auto":
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            amp_dtype = getattr(torch, params.amp_dtype)
-        if amp_dtype == torch.float16:
-            scaler = torch.amp.GradScaler("cuda")
+    amp_dtype, scaler = _amp(params, device)
 
     train_ds = SegmentationDataset(
         train_pairs, train_transform((params.crop_size, params.crop_size)), cache=True
@@ -313,17 +267,16 @@ def train(
     val_ds = SegmentationDataset(val_pairs, None, cache=True)
     criterion = SegmentationLoss(params.pos_weight, params.bce_weight, params.dice_weight, params.focal_gamma)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    total_steps = params.epochs * params.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=total_steps, eta_min=params.lr * params.min_lr_ratio
+        optimizer, T_max=params.epochs * params.steps_per_epoch, eta_min=params.lr * params.min_lr_ratio
     )
 
     start_epoch, best_f1, best_epoch, bad_epochs = 0, -1.0, 0, 0
     history: list[dict[str, float]] = []
-    best_state = _state_dict_cpu(model)
+    best_state = state_dict_cpu(model)
     run_id: str | None = None
     if resume and (ckpt_dir / STATE_FILE).is_file():
-        last, best_state, optim_state, state = _load_checkpoint(ckpt_dir, device)
+        last, best_state, optim_state, state = load_checkpoint(ckpt_dir, device)
         if state.get("arch") != config.arch_kwargs():
             raise ValueError(
                 f"cannot resume: {ckpt_dir} holds {state.get('arch')}, params ask for {config.arch_kwargs()}"
@@ -354,59 +307,29 @@ def train(
         # A run resumed after it had already stopped early trains no further epoch.
         last_epoch = start_epoch if bad_epochs >= params.patience else params.epochs
         for epoch in range(start_epoch, last_epoch):
-            # Reseeding per epoch makes a resumed run replay exactly the batches of an uninterrupted one.
-            torch.manual_seed(params.seed * 100_003 + epoch)
-            generator = torch.Generator().manual_seed(params.seed * 100_003 + epoch)
-            n_samples = params.steps_per_epoch * params.batch_size
-            # Feedback folders (extra_data) come after the weighted pairs: they share the mean weight.
-            weights = list(sample_weights or [])
-            if weights and len(weights) < len(train_ds):
-                weights += [float(np.mean(weights))] * (len(train_ds) - len(weights))
-            sampler: Any = (
-                WeightedRandomSampler(weights, n_samples, replacement=True, generator=generator)
-                if weights
-                else RandomSampler(train_ds, replacement=True, num_samples=n_samples, generator=generator)
-            )
-            loader = DataLoader(
+            loader = epoch_loader(
                 train_ds,
+                seed=params.seed,
+                epoch=epoch,
+                steps=params.steps_per_epoch,
                 batch_size=params.batch_size,
-                sampler=sampler,
-                drop_last=True,
+                weights=sample_weights,
                 num_workers=params.num_workers,
                 pin_memory=device.type == "cuda",
-                persistent_workers=False,
-                generator=generator,
             )
-            model.train()
-            losses = []
-            bar = tqdm(
-                loader, desc=f"epoch {epoch + 1}/{params.epochs}", unit="step", leave=False, disable=None
+            train_loss = fit_epoch(
+                model,
+                loader,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                criterion=criterion,
+                device=device,
+                mean=mean,
+                std=std,
+                amp_dtype=amp_dtype,
+                scaler=scaler,
+                desc=f"epoch {epoch + 1}/{params.epochs}",
             )
-            for images, masks in bar:
-                images = normalise(images.to(device, non_blocking=True), mean, std)  # (B, 3, crop, crop)
-                masks = masks.to(device, non_blocking=True)  # (B, 1, crop, crop)
-                if device.type == "cuda":
-                    images = images.contiguous(memory_format=torch.channels_last)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(
-                    device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    logits = model(images)
-                loss = criterion(logits.float(), masks)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}: lower lr")
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            bar.close()
-
             sw = sweep(
                 model,
                 val_ds,
@@ -417,13 +340,12 @@ def train(
                 autocast_dtype=amp_dtype,
             )
             ods = sw.curve.ods()
-            f1_fixed = float(f1_score(sw.fixed[params.threshold]))
             row = {
                 "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)),
+                "train_loss": train_loss,
                 "val_f1_ods": ods.f1,
                 "val_threshold_ods": ods.threshold,
-                "val_f1_at_fixed": f1_fixed,
+                "val_f1_at_fixed": float(f1_score(sw.fixed[params.threshold])),
                 "lr": float(scheduler.get_last_lr()[0]),
             }
             history.append(row)
@@ -431,20 +353,20 @@ def train(
             log.info(
                 "epoch %d: loss %.4f, val F1 ODS %.4f (t=%.2f), @%.2f %.4f",
                 epoch + 1,
-                row["train_loss"],
+                train_loss,
                 ods.f1,
                 ods.threshold,
                 params.threshold,
-                f1_fixed,
+                row["val_f1_at_fixed"],
             )
             if ods.f1 > best_f1:
                 best_f1, best_epoch, bad_epochs = ods.f1, epoch + 1, 0
-                best_state = _state_dict_cpu(model)
+                best_state = state_dict_cpu(model)
             else:
                 bad_epochs += 1
-            _save_checkpoint(
+            save_checkpoint(
                 ckpt_dir,
-                last=_state_dict_cpu(model),
+                last=state_dict_cpu(model),
                 best=best_state,
                 optimizer=optimizer,
                 state={
@@ -464,85 +386,32 @@ def train(
                 log.info("early stop after epoch %d: no better val F1 for %d epochs", epoch + 1, bad_epochs)
                 break
 
-        # Final: the best weights, re-validated once for the threshold, PR curve and overlays.
         model.load_state_dict(best_state)
-        sw = sweep(
-            model,
-            val_ds,
-            mean=mean,
-            std=std,
+        model_dir, model_cfg, final_metrics, version = finish_run(
+            model=model,
+            config=config,
+            val_ds=val_ds,
+            val_ids=[p.id for p in val_pairs],
+            params=params,
             device=device,
-            fixed_thresholds=(0.5, params.threshold),
-            keep=params.n_overlays,
-            autocast_dtype=amp_dtype,
+            amp_dtype=amp_dtype,
+            tracker=tracker,
+            out=out,
+            history=history,
+            best_epoch=best_epoch,
+            data_hash=data_hash,
+            commit=commit,
+            parent_version=parent_version,
+            tags=tags,
+            register=register,
         )
-        ods, ois = sw.curve.ods(), sw.curve.ois()
-        f1_05 = float(f1_score(sw.fixed[0.5]))
-        final_metrics = {
-            "val_f1_ods": ods.f1,
-            "val_threshold_ods": ods.threshold,
-            "val_f1_at_0_5": f1_05,
-            "val_ois": ois.f1,
-            "val_precision_ods": ods.precision,
-            "val_recall_ods": ods.recall,
-            "best_epoch": float(best_epoch),
-        }
-        model_cfg = config.model_copy(
-            update={
-                "threshold": ods.threshold,
-                "dataset_hash": data_hash,
-                "git_commit": commit,
-                "parent_version": parent_version,
-                "metrics": final_metrics,
-                "version": None,
-            }
-        )
-        cpu_model = copy.deepcopy(model).to("cpu").to(memory_format=torch.contiguous_format)
-        model_dir = save_model(cpu_model, model_cfg, out / "model")
-        atomic_write_json(out / "history.json", {"history": history, "final": final_metrics})
-        fig = pr_figure(sw.curve, params.threshold)
-        fig.savefig(out / "pr_curve.png", dpi=100)
-        tracker.log_metrics({f"final_{k}": v for k, v in final_metrics.items()})
-        tracker.log_figure(fig, "plots/pr_curve.png")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        for i, (rgb, probs, target) in enumerate(sw.samples):
-            tracker.log_image(_overlay(rgb, probs, target, ods.threshold), f"overlays/{val_pairs[i].id}.png")
-        tracker.log_artifacts(model_dir, "model")
-        version = None
-        if register and tracker.run_id is not None:
-            version_tags = {
-                **tags,
-                "dataset_hash": data_hash,
-                "git_commit": commit,
-                "parent_version": parent_version or "none",
-                "f1_ods": f"{ods.f1:.4f}",
-                "f1_at_0_5": f"{f1_05:.4f}",
-                "status": "candidate",
-            }
-            version_tags.pop("run_name", None)
-            version = tracker.register("model", version_tags)
-            # The local copy learns its registry version; the registered artifact keeps version=None.
-            atomic_write_json(
-                model_dir / "config.json",
-                model_cfg.model_copy(
-                    update={"version": version, "weights_sha256": _read_sha(model_dir)}
-                ).model_dump(mode="json"),
-            )
     return TrainResult(
         model_dir=model_dir,
         run_id=tracker.run_id,
         registered_version=version,
-        best_val_f1=ods.f1,
+        best_val_f1=final_metrics["val_f1_ods"],
         epochs_run=len(history),
         history=history,
         threshold=model_cfg.threshold,
         dataset_hash=data_hash,
     )
-
-
-def _read_sha(model_dir: Path) -> str | None:
-    from ml.checkpoint import read_config
-
-    return read_config(model_dir).weights_sha256

@@ -61,17 +61,17 @@ def test_resume_after_a_crash_replays_the_uninterrupted_run(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_save = train_module._save_checkpoint
+    real_save = train_module.save_checkpoint
 
     def save_then_crash(*args: object, **kwargs: object) -> None:
         real_save(*args, **kwargs)  # type: ignore[arg-type]
         raise KeyboardInterrupt("simulated crash after the first epoch's checkpoint")
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none")
     assert not (tmp_path / "model").exists()
-    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
 
     resumed = train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none", resume=True)
     assert resumed.epochs_run == 2
