@@ -118,6 +118,25 @@ def train_default_cmd(
         typer.echo(f"{key:<22} {v['mean']:.4f} ± {v['std']:.4f}  (n={int(v['n'])})")
 
 
+def model_card_cmd(
+    model: Annotated[Path, typer.Option(help="model directory to write MODEL_CARD.md into")] = Path(
+        "models/default"
+    ),
+    seeds: Annotated[Path, typer.Option(help="seeds.json written by crackseg train-default")] = Path(
+        "state/train-default/seeds.json"
+    ),
+) -> None:
+    """Render MODEL_CARD.md from the model's config.json and the seeds' summary (mean ± std)."""
+    from ml.model_card import write_card
+
+    try:
+        out = write_card(model, seeds)
+    except (OSError, ValueError, KeyError) as e:
+        typer.echo(f"error: cannot write the model card: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"model card written to {out}")
+
+
 def eval_cmd(
     model: Annotated[
         str, typer.Option(help="checkpoint folder or models:/crackseg@champion | models:/crackseg/N")
@@ -291,6 +310,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("eval")(eval_cmd)
     app.command("train-default")(train_default_cmd)
+    app.command("model-card")(model_card_cmd)
     app.command("bench")(bench_cmd)
     app.command("starter-model")(starter_cmd)
     app.command("prepare")(prepare_cmd)
