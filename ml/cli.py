@@ -157,6 +157,9 @@ def eval_cmd(
     tile_size: Annotated[
         int | None, typer.Option(help="tile side for large photos (default: the model's)")
     ] = None,
+    tolerance: Annotated[
+        int, typer.Option(help="also report F1 with a K-pixel tolerance (labelled apart; 0 = off)", min=0)
+    ] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
 ) -> None:
@@ -190,6 +193,7 @@ def eval_cmd(
             tile_size=tile_size,
             pairs=pairs,
             plot=plot,
+            tolerance=tolerance,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)

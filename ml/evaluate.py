@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ml import metrics
-from ml.metrics import Stats, ThresholdCurve
+from ml.metrics import Stats, ThresholdCurve, ToleranceCurve
 
 
 def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -46,6 +46,7 @@ class Sweep:
     ids: list[str]
     crack_fraction: list[float]
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    tolerance: ToleranceCurve | None = None
 
 
 @torch.no_grad()
@@ -62,12 +63,13 @@ def sweep(
     ids: Sequence[str] | None = None,
     progress: bool = False,
     predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    tolerance: int = 0,
 ) -> Sweep:
     """Run ``module`` over every (image (3,H,W) in [0,1], mask (1,H,W)) of ``dataset``, one full image at a time.
 
     ``predict`` replaces the plain forward pass: it takes the ``(H, W, 3) uint8`` photo and returns ``(H, W)``
     probabilities — evaluation passes the serving path (:class:`ml.inference.Segmenter`, tiled for large photos)
-    so that what is measured is what is served.
+    so that what is measured is what is served. ``tolerance`` > 0 also fills a :class:`ToleranceCurve`.
     """
     from tqdm import tqdm
 
@@ -75,6 +77,7 @@ def sweep(
     module.eval()
     device = torch.device(device)
     curve = ThresholdCurve()
+    tol = ToleranceCurve(tolerance) if tolerance > 0 else None
     fixed_thresholds = sorted(set(fixed_thresholds))
     per_fixed: dict[float, list[Stats]] = {t: [] for t in fixed_thresholds}
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -96,6 +99,8 @@ def sweep(
                 probs = torch.sigmoid(logits.float())  # (1, 1, H, W)
             target = mask[None].to(device) > 0.5  # (1, 1, H, W) bool
             curve.update(probs, target)
+            if tol is not None:
+                tol.update(probs, target)
             for t in fixed_thresholds:
                 per_fixed[t].append(metrics.get_stats(probs >= t, target))
             fractions.append(float(target.float().mean()))
@@ -110,7 +115,9 @@ def sweep(
         if stats
     }
     names = list(ids) if ids is not None else [str(i) for i in range(n)]
-    return Sweep(curve=curve, fixed=fixed, ids=names, crack_fraction=fractions, samples=samples)
+    return Sweep(
+        curve=curve, fixed=fixed, ids=names, crack_fraction=fractions, samples=samples, tolerance=tol
+    )
 
 
 @dataclass
@@ -138,6 +145,7 @@ class EvalReport:
     recall_at_0_5: float
     model_threshold: dict[str, float]
     per_image: list[dict[str, Any]]
+    tolerance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +173,13 @@ class EvalReport:
                 f"  {row['id']:<24} {row['f1']:>7.4f} {row['precision']:>7.4f} {row['recall']:>7.4f} "
                 f"{row['iou']:>7.4f} {row['best_threshold']:>7.2f} {row['best_f1']:>7.4f} "
                 f"{100 * row['crack_fraction']:>7.2f}"
+            )
+        if self.tolerance is not None:
+            t = self.tolerance
+            lines.insert(
+                6,
+                f"  tolerant F1 {t['f1_ods']:.4f}  (k = {t['k_pixels']} px, threshold {t['threshold_ods']:.2f}; "
+                "NOT pixel-exact, reported apart)",
             )
         if len(self.per_image) > max_rows:
             lines.append(f"  … {len(self.per_image) - max_rows} more rows in the JSON report")
@@ -285,7 +300,22 @@ def report_from_sweep(
             "iou": model_scores["iou"],
         },
         per_image=per_image,
+        tolerance=_tolerance_block(sw.tolerance),
     )
+
+
+def _tolerance_block(tol: ToleranceCurve | None) -> dict[str, Any] | None:
+    if tol is None:
+        return None
+    best = tol.ods()
+    return {
+        "k_pixels": tol.k,
+        "note": f"NOT pixel-exact: a pixel counts when a counterpart lies within {tol.k} px (Chebyshev)",
+        "f1_ods": best.f1,
+        "threshold_ods": best.threshold,
+        "precision": best.precision,
+        "recall": best.recall,
+    }
 
 
 def evaluate(
@@ -300,6 +330,7 @@ def evaluate(
     tile_size: int | None = None,
     pairs: Sequence[Any] | None = None,
     plot: str | os.PathLike[str] | None = None,
+    tolerance: int = 0,
 ) -> EvalReport:
     """Evaluate a checkpoint folder or registry model (``models:/crackseg@champion``) on ``data_root[split]``.
 
@@ -337,6 +368,7 @@ def evaluate(
         ids=[p.id for p in pairs],
         progress=progress,
         predict=segmenter.probabilities,
+        tolerance=tolerance,
     )
     if plot is not None:
         import matplotlib.pyplot as plt

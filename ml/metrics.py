@@ -284,3 +284,72 @@ class ThresholdCurve:
         """Index of ``threshold`` in the grid, or None when it is not one of its values."""
         hits = torch.nonzero(torch.isclose(self.thresholds, torch.tensor(threshold, dtype=torch.float64)))
         return int(hits[0]) if hits.numel() else None
+
+
+class ToleranceCurve:
+    """Pooled precision/recall/F1 at every threshold **with a k-pixel tolerance** (reported apart, labelled).
+
+    A predicted crack pixel is correct when a ground-truth crack pixel lies within ``k`` pixels of it (Chebyshev
+    distance: a (2k+1)×(2k+1) window); a ground-truth pixel is found when a predicted pixel lies within ``k`` of
+    it. Precision and recall therefore count different pixels, and ``F1 = 2PR / (P + R)``. This is the kind of
+    slack crack papers grant for annotation jitter (often k = 2); it is *not* the BSDS bipartite matching, and the
+    pixel-exact ``ThresholdCurve`` stays the headline number.
+
+    Args:
+        k: tolerance in pixels (≥ 1).
+        thresholds: as in :class:`ThresholdCurve`.
+    """
+
+    def __init__(self, k: int, thresholds: torch.Tensor | None = None) -> None:
+        if k < 1:
+            raise ValueError(
+                f"tolerance must be at least 1 pixel, got {k} (k = 0 is the pixel-exact ThresholdCurve)"
+            )
+        self.k = k
+        self.thresholds = (
+            default_thresholds() if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float64)
+        )
+        n = self.thresholds.numel()
+        self._pred_ok = torch.zeros(n, dtype=torch.int64)
+        self._pred_bad = torch.zeros(n, dtype=torch.int64)
+        self._found = torch.zeros(n, dtype=torch.int64)
+        self._positives = 0
+
+    def _above(self, values: torch.Tensor) -> torch.Tensor:
+        """For each threshold, how many of ``values`` are >= it."""
+        k = self.thresholds.numel()
+        bins = torch.bucketize(values.flatten(), self.thresholds.to(values.dtype), right=True)
+        hist = torch.bincount(bins, minlength=k + 1)
+        return hist.flip(0).cumsum(0).flip(0)[1:]
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        """Add images: ``probs`` (N, H, W) or (N, 1, H, W) float, ``target`` bool of the same shape."""
+        import torch.nn.functional as F
+
+        if probs.shape != target.shape:
+            raise ValueError(f"probs {tuple(probs.shape)} and target {tuple(target.shape)} differ in shape")
+        p = probs.reshape(-1, 1, *probs.shape[-2:]).float()
+        t = target.reshape(-1, 1, *target.shape[-2:])
+        window = 2 * self.k + 1
+        near_truth = F.max_pool2d(t.float(), window, stride=1, padding=self.k) > 0  # GT within k
+        near_pred = F.max_pool2d(p, window, stride=1, padding=self.k)  # best probability within k
+        self._pred_ok += self._above(p[near_truth])
+        self._pred_bad += self._above(p[~near_truth])
+        self._found += self._above(near_pred[t])
+        self._positives += int(t.sum())
+
+    def pr_curve(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(precision, recall, f1) per threshold; 0/0 precision (nothing predicted) is 1, 0/0 recall is 1."""
+        predicted = (self._pred_ok + self._pred_bad).double()
+        p = torch.where(
+            predicted > 0, self._pred_ok.double() / predicted.clamp(min=1), torch.ones_like(predicted)
+        )
+        r = self._found.double() / self._positives if self._positives else torch.ones_like(p)
+        f = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(p))
+        return p, r, f
+
+    def ods(self) -> ThresholdScore:
+        """The best single threshold of the tolerant, pooled F1."""
+        p, r, f = self.pr_curve()
+        j = int(torch.argmax(f))
+        return ThresholdScore(float(self.thresholds[j]), float(f[j]), float(p[j]), float(r[j]), j)

@@ -106,10 +106,13 @@ def test_cli_prints_and_writes_json(known: tuple[Path, Path], tmp_path: Path) ->
             str(out),
             "--plot",
             str(plot),
+            "--tolerance",
+            "2",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "P1 (ODS)" in result.output and "P2" in result.output and "c " in result.output
+    assert "tolerant F1" in result.output and "NOT pixel-exact" in result.output
     assert Image.open(plot).size[0] > 100
     report = json.loads(out.read_text())
     assert report["n_images"] == 3 and report["f1_ods"] == pytest.approx(48 / 216)

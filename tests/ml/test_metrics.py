@@ -160,3 +160,41 @@ def test_average_precision_is_the_step_sum_under_the_pooled_pr_curve(curve: Thre
     perfect = ThresholdCurve()
     perfect.update(torch.tensor([[1.0, 1.0, 0.0, 0.0]]), _b([[1, 1, 0, 0]]))
     assert perfect.average_precision() == pytest.approx(1.0)
+
+
+def test_tolerance_curve_forgives_a_one_pixel_shift_and_only_that() -> None:
+    from ml.metrics import ToleranceCurve
+
+    target = torch.zeros(1, 20, 20, dtype=torch.bool)
+    target[0, 10, 2:18] = True  # a horizontal crack
+    shifted = torch.zeros(1, 20, 20)
+    shifted[0, 11, 2:18] = 0.9  # the same crack one row lower
+    exact = ThresholdCurve()
+    exact.update(shifted, target)
+    assert exact.ods().f1 == 0.0
+    k1 = ToleranceCurve(1)
+    k1.update(shifted, target)
+    assert k1.ods().f1 == pytest.approx(1.0)
+    far = torch.zeros(1, 20, 20)
+    far[0, 13, 2:18] = 0.9  # three rows away: beyond k = 2
+    k2 = ToleranceCurve(2)
+    k2.update(far, target)
+    assert k2.ods().f1 == 0.0
+    with pytest.raises(ValueError, match="at least 1 pixel"):
+        ToleranceCurve(0)
+
+
+def test_tolerance_precision_and_recall_count_their_own_pixels() -> None:
+    from ml.metrics import ToleranceCurve
+
+    target = torch.zeros(1, 10, 10, dtype=torch.bool)
+    target[0, 5, 0:10] = True  # 10 crack pixels
+    probs = torch.zeros(1, 10, 10)
+    probs[0, 5, 0:5] = 0.8  # finds half of the crack
+    probs[0, 0, 0:5] = 0.8  # and 5 false alarms far away
+    tol = ToleranceCurve(1, torch.tensor([0.5]))
+    tol.update(probs, target)
+    p, r, f = tol.pr_curve()
+    # precision 5/10; recall: GT pixels 0..5 have a prediction within 1 px (x=5 sees x=4): 6/10
+    assert float(p[0]) == pytest.approx(0.5) and float(r[0]) == pytest.approx(0.6)
+    assert float(f[0]) == pytest.approx(2 * 0.5 * 0.6 / 1.1)
