@@ -21,11 +21,12 @@ export DOCKER IMAGE_TAG
 images: ## build the predictor, UI, trainer and MLflow images (BASE_IMAGE, TORCH_WHEEL to override)
 	TORCH_WHEEL=$(TORCH_WHEEL) scripts/images-build.sh
 
-images-test: install ## start dockerd if needed, build every image, start each container hardened, check it
+images-test: install ## start dockerd if needed, build every image, check each container, run the pod-spec runner
 	@scripts/dockerd.sh start
 	@status=0; \
 	  $(MAKE) --no-print-directory images && \
-	  CRACKSEG_REQUIRE_IMAGES=1 $(BIN)/pytest tests/docker -m docker -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	  CRACKSEG_REQUIRE_IMAGES=1 $(BIN)/pytest tests/docker tests/k8s -m docker -p no:cacheprovider $(PYTEST_ARGS) \
+	  || status=$$?; \
 	  scripts/dockerd.sh stop; exit $$status
 
 chart-test: install ## render, validate and policy-check the chart; promtool and dashboards checks
