@@ -13,13 +13,15 @@ WORKDIR /src
 # RUN that follows its declaration.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_SPEC="torch<=2.14.1 torchvision<=0.29.1"
-# Where torch's own dependencies (filelock, sympy, …) come from when TORCH_INDEX_URL holds torch alone.
+# Where torch's own dependencies (filelock, sympy, …) come from when TORCH_INDEX_URL holds torch alone; several
+# URLs separated by spaces are searched in order (scripts/images-build.sh passes local index folders first).
 ARG PYPI_INDEX_URL=https://pypi.org/simple
 # Torch first, from its own (CPU-only) index, then pinned so the PyPI resolution cannot swap it for a CUDA build.
 # The optional pip_ca secret is a CA bundle for networks that intercept TLS; it never lands in a layer.
 RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
- && /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" --extra-index-url "$PYPI_INDEX_URL" $TORCH_SPEC \
+ && extra="" && for url in $PYPI_INDEX_URL; do extra="$extra --extra-index-url $url"; done \
+ && /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" $extra $TORCH_SPEC \
  && /opt/venv/bin/pip freeze | grep -iE '^torch(vision)?==' > /opt/torch-constraint.txt
 # The rest of the dependencies, from pyproject.toml alone: this layer survives code changes.
 COPY docker/requirements.py pyproject.toml ./

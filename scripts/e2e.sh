@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # End to end on a real kind cluster (`make e2e`; CI: .github/workflows/e2e.yml):
-#   create the cluster (Traefik, kube-prometheus-stack) → build and load the images → seed the datasets volume →
-#   install the chart → predict → send labelled feedback over the threshold → run the trigger now → wait for the
+#   create its own cluster (Traefik, metrics-server, kube-prometheus-stack) → build the images → load them under
+#   content tags and install the chart (which seeds the datasets volume) → predict → send labelled feedback over the threshold → run the trigger now → wait for the
 #   retraining Job → wait until the predictor serves the new version.
-# Needs docker, kind, kubectl, helm. KEEP_CLUSTER=1 leaves the cluster up afterwards.
+# Needs docker, kind, kubectl, helm. It never touches the developer's cluster (`make cluster`, named crackseg): its
+# own is E2E_CLUSTER (crackseg-e2e), deleted at the end unless KEEP_CLUSTER=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ns="${K8S_NAMESPACE:-crackseg}"
-cluster="${KIND_CLUSTER:-crackseg}"
+cluster="${E2E_CLUSTER:-crackseg-e2e}"
 tag="${IMAGE_TAG:-dev}"
 threshold="${E2E_THRESHOLD:-3}"
 work="build/e2e"
@@ -41,19 +42,18 @@ make --no-print-directory cluster KIND_CLUSTER="$cluster"
 
 log "images"
 make --no-print-directory images IMAGE_TAG="$tag"
-for i in predictor ui trainer mlflow; do kind load docker-image --name "$cluster" "crackseg-$i:$tag"; done
 
-log "install"
-# A tiny training budget and a tolerance that always promotes: the e2e checks the loop, not the model quality.
-helm upgrade --install crackseg charts/crackseg --namespace "$ns" --set image.tag="$tag" \
+log "install (content-tagged images; the chart's seed Job fills the datasets volume)"
+# A small synthetic set, a tiny training budget and a tolerance that always promotes: the e2e checks the loop,
+# not the model quality.
+KIND_CLUSTER="$cluster" K8S_NAMESPACE="$ns" IMAGE_TAG="$tag" scripts/deploy.sh \
   --set retrainThreshold="$threshold" --set retrain.trigger.suspend=true \
-  --set-json 'retrain.job.extraEnv=[{"name":"CRACKSEG_RETRAIN_PARAMS","value":"/data/base/e2e-params.yaml"},{"name":"CRACKSEG_RETRAIN_TOLERANCE","value":"1"},{"name":"CRACKSEG_EVAL_SPLIT","value":""}]' \
-  --set-json 'retrain.job.resources={"requests":{"cpu":"500m","memory":"1Gi"},"limits":{"cpu":"2","memory":"4Gi"}}' \
-  --wait --timeout 10m
-
-log "seed the datasets volume (synthetic base and eval sets, a small training budget)"
-kubectl -n "$ns" apply -f k8s/e2e/seed-datasets-job.yaml
-kubectl -n "$ns" wait --for=condition=complete job/crackseg-e2e-seed --timeout=10m
+  --set datasets.seed.baseImages=24 --set datasets.seed.evalImages=8 \
+  --set datasets.seed.height=128 --set datasets.seed.width=160 \
+  --set-json 'retrain.job.params={"epochs":1,"steps_per_epoch":2,"batch_size":2,"crop_size":64,"train_split":null,"val_fraction":0.25,"amp":false,"device":"cpu"}' \
+  --set-json 'retrain.job.extraEnv=[{"name":"CRACKSEG_RETRAIN_TOLERANCE","value":"1"},{"name":"CRACKSEG_EVAL_SPLIT","value":""}]' \
+  --set-json 'retrain.job.resources={"requests":{"cpu":"500m","memory":"1Gi"},"limits":{"cpu":"2","memory":"4Gi"}}'
+kubectl -n "$ns" wait --for=condition=complete job -l app.kubernetes.io/component=seed --timeout=10m
 
 log "predict"
 forward
@@ -73,14 +73,39 @@ for img in "$work"/samples/images/*.png; do
 done
 curl -fsS http://127.0.0.1:18000/v1/feedback/stats
 
+# wait_job JOB TIMEOUT_S: poll until the Job is Complete (exit 0) or Failed (exit 1): `kubectl wait` on one
+# condition alone would sit out its whole timeout on the other.
+wait_job() {
+  local deadline=$(( $(date +%s) + $2 )) state
+  while (( $(date +%s) < deadline )); do
+    state="$(kubectl -n "$ns" get "job/$1" -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}')"
+    [[ " $state " == *" Complete "* ]] && return 0
+    [[ " $state " == *" Failed "* ]] && { echo "Job $1 failed" >&2; kubectl -n "$ns" logs "job/$1" --tail=100 >&2 || true; return 1; }
+    sleep 5
+  done
+  echo "Job $1 did not finish in $2 s" >&2; return 1
+}
+
 log "force a retrain: run the trigger CronJob now"
 kubectl -n "$ns" create job --from=cronjob/crackseg-retrain-trigger crackseg-e2e-trigger
-kubectl -n "$ns" wait --for=condition=complete job/crackseg-e2e-trigger --timeout=5m
+wait_job crackseg-e2e-trigger 300
 kubectl -n "$ns" logs job/crackseg-e2e-trigger
-job="$(kubectl -n "$ns" get jobs -l app.kubernetes.io/component=retrain -o jsonpath='{.items[0].metadata.name}')"
-[[ -n "$job" ]] || { echo "the trigger created no retraining Job" >&2; exit 1; }
+# The trigger's decision names the run; its Job carries the label crackseg.io/run (one Job per attempt).
+run="$(kubectl -n "$ns" logs job/crackseg-e2e-trigger | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("event") == "trigger_decision" and event.get("created"):
+        print(event["run_name"])
+')"
+[[ -n "$run" ]] || { echo "the trigger created no retraining Job" >&2; exit 1; }
+job="$(kubectl -n "$ns" get jobs -l "crackseg.io/run=$run" -o jsonpath='{.items[*].metadata.name}')"
+[[ "$job" != *" "* && -n "$job" ]] || { echo "expected one Job for run $run, got: '$job'" >&2; exit 1; }
 echo "retraining Job: $job"
-kubectl -n "$ns" wait --for=condition=complete "job/$job" --timeout=40m
+wait_job "$job" 2400
 
 log "wait for the predictor to serve the new version"
 kubectl -n "$ns" rollout status deployment/crackseg-predictor --timeout=10m

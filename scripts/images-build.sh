@@ -4,7 +4,11 @@
 # Environment:
 #   BASE_IMAGE       base image (default: python:3.11-slim when it can be pulled, else a debootstrap bookworm
 #                    image built by scripts/docker-base-image.sh; CRACKSEG_LOCAL_BASE=1 forces the latter)
-#   TORCH_WHEEL      a local CPU torch wheel to serve to the builds instead of download.pytorch.org
+#   TORCH_WHEEL      a local CPU torch wheel to serve to the predictor build instead of download.pytorch.org
+#   TRAINER_TORCH    torch/torchvision pins of the trainer (default: the pair .venv runs, e.g.
+#                    "torch==2.14.1 torchvision==0.29.1"), served from the local PEP 503 index folders pip is
+#                    configured with (`pip config list`: file:// extra-index-url) when they hold them. The CPU-only
+#                    torch wheel has no torchvision that imports, and the retraining run needs torchvision.
 #   IMAGE_TAG        tag of the images (default: dev)
 #   PIP_CA_BUNDLE    CA bundle passed to pip inside the builds as a BuildKit secret (default: the host's)
 # Timings land in build/images/timings.txt.
@@ -59,7 +63,11 @@ images=("${ordered[@]}")
 
 torch_args=()
 server_pid=""
-cleanup() { [[ -z "$server_pid" ]] || kill "$server_pid" 2>/dev/null || true; }
+index_pid=""
+cleanup() {
+  [[ -z "$server_pid" ]] || kill "$server_pid" 2>/dev/null || true
+  [[ -z "$index_pid" ]] || kill "$index_pid" 2>/dev/null || true
+}
 trap cleanup EXIT
 if [[ -n "${TORCH_WHEEL:-}" ]]; then
   # Serve the wheel as a one-package PEP 503 index on loopback; the builds use the host network to reach it.
@@ -81,6 +89,43 @@ if [[ -n "${TORCH_WHEEL:-}" ]]; then
   torch_args=(--build-arg "TORCH_INDEX_URL=http://127.0.0.1:$port/simple" --build-arg "TORCH_SPEC=torch==$version")
 fi
 
+# The trainer: the torch/torchvision pair the virtualenv runs, from the local index folders pip is configured with.
+trainer_args=()
+trainer_torch="${TRAINER_TORCH:-}"
+if [[ -z "$trainer_torch" && -x .venv/bin/python ]]; then
+  trainer_torch="$(.venv/bin/python -c 'import importlib.metadata as m; print(" ".join(f"{p}=={m.version(p)}" for p in ("torch", "torchvision")))' 2>/dev/null || true)"
+fi
+local_indexes=()
+if command -v pip >/dev/null || [[ -x .venv/bin/pip ]]; then
+  pip_cmd="$( [[ -x .venv/bin/pip ]] && echo .venv/bin/pip || echo pip )"
+  for url in $("$pip_cmd" config get global.extra-index-url 2>/dev/null | tr -d "'\""); do
+    [[ "$url" == file://* && -d "${url#file://}" ]] && local_indexes+=("${url#file://}")
+  done
+fi
+if [[ -n "$trainer_torch" && ${#local_indexes[@]} -gt 0 ]]; then
+  served="$cache_dir/local-index"
+  rm -rf "$served" && mkdir -p "$served"
+  urls=()
+  for i in "${!local_indexes[@]}"; do ln -sfn "$(readlink -f "${local_indexes[$i]%/simple}")" "$served/idx$i"; done
+  lport="${LOCAL_INDEX_PORT:-38418}"
+  if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$lport" 2>/dev/null; then
+    lport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  fi
+  python3 -m http.server --bind 127.0.0.1 --directory "$served" "$lport" >"$cache_dir/local-index.log" 2>&1 &
+  index_pid=$!
+  # The folder that holds torch comes first, so an equal version on pypi.org is never downloaded instead.
+  first=""; rest=()
+  for i in "${!local_indexes[@]}"; do
+    if [[ -z "$first" && -d "${local_indexes[$i]}/torch" ]]; then first="http://127.0.0.1:$lport/idx$i/simple"
+    else rest+=("http://127.0.0.1:$lport/idx$i/simple"); fi
+  done
+  if [[ -n "$first" ]]; then
+    trainer_args=(--build-arg "TORCH_INDEX_URL=$first" --build-arg "TORCH_SPEC=$trainer_torch"
+      --build-arg "PYPI_INDEX_URL=${rest[*]} https://pypi.org/simple")
+    echo "trainer: $trainer_torch from the local index folders (${local_indexes[*]})"
+  fi
+fi
+
 secret_args=()
 [[ -s "$ca" ]] && secret_args=(--secret "id=pip_ca,src=$ca")
 
@@ -89,7 +134,7 @@ for name in "${images[@]}"; do
   extra=()
   case "$name" in
     predictor) make_test_model; extra=("${torch_args[@]}" --build-arg "MODEL_DIR=$model_dir") ;;
-    trainer) extra=("${torch_args[@]}") ;;
+    trainer) if [[ ${#trainer_args[@]} -gt 0 ]]; then extra=("${trainer_args[@]}"); else extra=("${torch_args[@]}"); fi ;;
     ui|mlflow) ;;
     *) echo "unknown image $name (predictor, ui, trainer, mlflow)" >&2; exit 2 ;;
   esac

@@ -25,12 +25,11 @@ from pydantic import BaseModel
 from ml.fsutil import atomic_write_json
 from services.retrain import events
 from services.retrain.errors import AlreadyRunningError
-from services.retrain.jobtemplate import render_job
+from services.retrain.jobtemplate import RETRAIN_SELECTOR, launch_job
 from services.retrain.kube import Kube
 from services.retrain.plan import RetrainPlan
 
 LOCK_FD_ENV = "CRACKSEG_RETRAIN_LOCK_FD"
-RETRAIN_SELECTOR = "app.kubernetes.io/name=crackseg,app.kubernetes.io/component=retrain"
 TERMINAL_JOURNAL_STATES = ("promoted", "rejected")
 
 
@@ -187,7 +186,7 @@ def job_is_running(job: dict[str, Any]) -> bool:
 
 
 class KubernetesJobExecutor:
-    """Creates the retraining Job from the chart's template; a 409 (same deterministic name) is success."""
+    """Creates the retraining Job from the chart's template: one Job per attempt (jobtemplate.launch_job)."""
 
     name = "kubernetes"
 
@@ -200,7 +199,5 @@ class KubernetesJobExecutor:
         return sorted(j["metadata"]["name"] for j in jobs if job_is_running(j))
 
     def launch(self, plan: RetrainPlan) -> LaunchResult:
-        body = render_job(self.template, plan, self.kube.namespace)
-        created = self.kube.create_job(body)
-        detail = "created" if created else f"Job {self.kube.namespace}/{plan.run_name} already exists"
-        return LaunchResult(run_name=plan.run_name, created=created, detail=detail)
+        result = launch_job(self.kube, self.template, plan)
+        return LaunchResult(run_name=plan.run_name, created=result.created, detail=result.detail)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,32 @@ MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 T = TypeVar("T")
+
+
+class Permission(NamedTuple):
+    """One RBAC rule atom: ``verb`` on ``resource`` in API group ``group`` ("" is the core group)."""
+
+    group: str
+    resource: str
+    verb: str
+
+
+# Every Kube method and the one API permission it needs: the chart's Roles must grant exactly what the code calls
+# (tests/services/retrain/test_kubernetes.py derives each Role's needs from the calls the code really makes).
+PERMISSIONS: dict[str, Permission] = {
+    "create_job": Permission("batch", "jobs", "create"),
+    "list_jobs": Permission("batch", "jobs", "list"),
+    "label_job": Permission("batch", "jobs", "patch"),
+    "get_deployment": Permission("apps", "deployments", "get"),
+    "patch_deployment": Permission("apps", "deployments", "patch"),
+    "get_inference_service": Permission(KSERVE_GROUP, KSERVE_PLURAL, "get"),
+    "patch_inference_service": Permission(KSERVE_GROUP, KSERVE_PLURAL, "patch"),
+}
+
+
+def permissions_for(methods: set[str]) -> set[Permission]:
+    """The permissions a caller of these :class:`Kube` methods needs; an unknown method is a ``KeyError``."""
+    return {PERMISSIONS[m] for m in methods}
 
 
 class Kube(Protocol):

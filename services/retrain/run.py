@@ -159,7 +159,9 @@ class RetrainRun:
         if self.kube is None:
             return
         try:
-            self.kube.label_job(run_name, {"crackseg.io/outcome": outcome})
+            # Each attempt of a run is its own Job; the chart passes this one's name (downward API).
+            job = os.environ.get("CRACKSEG_JOB_NAME") or run_name
+            self.kube.label_job(job, {"crackseg.io/outcome": outcome})
         except KubeError as e:
             events.emit("job_label_failed", run=run_name, outcome=outcome, error=str(e))
 

@@ -7,11 +7,18 @@ the base data, so a rerun after a crash yields the same DVC hash (the lineage ta
         data.dvc                       what ``dvc add data`` wrote; its md5 is the dataset hash
         data/base/…                    a copy of the base dataset (its own layout, split.json kept)
         data/feedback/images/<id>.<ext>, data/feedback/masks/<id>.png, data/feedback/manifest.json
+    <work>/dvc-site-cache/             DVC's site cache (state, indexes), unless DVC_SITE_CACHE_DIR says otherwise
+
+DVC's own default site cache is ``/var/tmp/dvc``: on a read-only root filesystem (every crackseg pod) the first
+``Repo`` would fail there, so the snapshot points it at the work folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -23,6 +30,32 @@ from services.retrain.errors import RetrainError
 from services.retrain.plan import RetrainPlan
 
 REMOTE_NAME = "storage"
+SITE_CACHE_ENV = "DVC_SITE_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def _site_cache(work_dir: Path) -> Iterator[Path]:
+    """DVC's site cache in a writable place for the calls inside: ``$DVC_SITE_CACHE_DIR`` or ``<work>/dvc-site-cache``.
+
+    Raises :class:`RetrainError` naming the folder when it cannot be created or written.
+    """
+    configured = os.environ.get(SITE_CACHE_ENV)
+    folder = Path(configured) if configured else (work_dir / "dvc-site-cache").resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise RetrainError(
+            f"DVC site cache {folder} is not writable ({e}); set {SITE_CACHE_ENV} to a writable folder"
+        ) from e
+    os.environ[SITE_CACHE_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if configured is None:
+            os.environ.pop(SITE_CACHE_ENV, None)
 
 
 class Snapshot(BaseModel):
@@ -67,7 +100,6 @@ def build_snapshot(
 ) -> Snapshot:
     """Copy, ``dvc add``, ``dvc push``; returns the snapshot with its dataset hash."""
     from dvc.exceptions import DvcException
-    from dvc.repo import Repo
 
     if not base_data.is_dir():
         raise RetrainError(f"base dataset {base_data} is not a directory (CRACKSEG_BASE_DATA)")
@@ -78,21 +110,15 @@ def build_snapshot(
     n_feedback = _copy_feedback(plan, store, data / "feedback")
     remote = remote.resolve()
     remote.mkdir(parents=True, exist_ok=True)
-    try:
-        repo = Repo.init(str(workspace), no_scm=True, force=True)
-        with repo.config.edit() as conf:
-            conf["remote"][REMOTE_NAME] = {"url": str(remote)}
-            conf["core"]["remote"] = REMOTE_NAME
-            conf["core"]["analytics"] = False
-        repo.close()
-        repo = Repo(str(workspace))  # a fresh object sees the new config
+    with _site_cache(work_dir) as site_cache:
         try:
-            repo.add(str(data))
-            repo.push(remote=REMOTE_NAME)
-        finally:
-            repo.close()
-    except DvcException as e:
-        raise RetrainError(f"DVC snapshot of {workspace} to remote {remote} failed: {e}") from e
+            _dvc_add_push(workspace, data, remote)
+        except DvcException as e:
+            raise RetrainError(f"DVC snapshot of {workspace} to remote {remote} failed: {e}") from e
+        except OSError as e:  # a folder DVC needs is missing or read-only
+            raise RetrainError(
+                f"DVC snapshot of {workspace} to remote {remote} failed (site cache {site_cache}): {e}"
+            ) from e
     dvc_file = yaml.safe_load((workspace / "data.dvc").read_text())
     digest = str(dvc_file["outs"][0]["md5"]).removesuffix(".dir")
     return Snapshot(
@@ -103,3 +129,20 @@ def build_snapshot(
         n_feedback=n_feedback,
         remote=remote,
     )
+
+
+def _dvc_add_push(workspace: Path, data: Path, remote: Path) -> None:
+    from dvc.repo import Repo
+
+    repo = Repo.init(str(workspace), no_scm=True, force=True)
+    with repo.config.edit() as conf:
+        conf["remote"][REMOTE_NAME] = {"url": str(remote)}
+        conf["core"]["remote"] = REMOTE_NAME
+        conf["core"]["analytics"] = False
+    repo.close()
+    repo = Repo(str(workspace))  # a fresh object sees the new config
+    try:
+        repo.add(str(data))
+        repo.push(remote=REMOTE_NAME)
+    finally:
+        repo.close()

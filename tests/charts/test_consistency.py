@@ -16,7 +16,7 @@ from tests.charts.render import Rendered, job_template, pod_spec, render, worklo
 from tests.helpers.procs import REPO
 
 CONTRACTS = (REPO / "docs" / "contracts.md").read_text()
-COMPONENTS = {"predictor", "ui", "mlflow", "trigger", "retrain"}
+COMPONENTS = {"predictor", "ui", "mlflow", "trigger", "retrain", "seed"}
 # Variables the chart sets that are not crackseg settings: runtime plumbing of the images.
 PLUMBING = {
     "HOME",
@@ -174,9 +174,12 @@ def test_rendered_job_template_goes_through_the_triggers_loader(
     plan = plan_mod.RetrainPlan(
         run_name="crackseg-retrain-0123456789ab", watermark=watermark, target_watermark=watermark, items=[]
     )
-    job = jobtemplate.render_job(template, plan, "crackseg")
-    assert job["metadata"]["name"] == "crackseg-retrain-0123456789ab"
+    job = jobtemplate.render_job(template, plan, "crackseg", attempt=2)
+    assert job["metadata"]["name"] == "crackseg-retrain-0123456789ab-2"
+    assert jobtemplate.max_attempts(template) == 3  # retrain.job.maxAttempts, through the template annotation
     labels = job["metadata"]["labels"]
+    assert labels["crackseg.io/run"] == "crackseg-retrain-0123456789ab"
+    assert labels["crackseg.io/attempt"] == "2"
     assert labels["app.kubernetes.io/component"] == "retrain"
     assert labels["app.kubernetes.io/instance"] == "crackseg"
     assert labels["crackseg.io/watermark"] == "20261127T153000.000000Z"

@@ -75,6 +75,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)
     expr = re.sub(r'"[^"]*"', "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\boffset\s+-?[0-9][0-9smhdwy]*", "", expr)
     names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
     return {n for n in names if n not in PROMQL_WORDS and ":" not in n and not n.startswith("$")}
 

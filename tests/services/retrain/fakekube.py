@@ -59,6 +59,9 @@ class FakeKube:
         self.deployments: dict[str, dict[str, Any]] = {}
         self.isvcs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, Any]] = []
+        # Every method called, reads included (``calls`` keeps only the writes and lists, in order): the RBAC
+        # test derives the verbs each Role needs from it.
+        self.used: set[str] = set()
         self.on_get_deployment: Callable[[dict[str, Any]], None] | None = None
         self.on_get_isvc: Callable[[dict[str, Any]], None] | None = None
 
@@ -67,6 +70,7 @@ class FakeKube:
         return self._namespace
 
     def create_job(self, body: dict[str, Any]) -> bool:
+        self.used.add("create_job")
         name = body["metadata"]["name"]
         self.calls.append(("create_job", name, copy.deepcopy(body)))
         if name in self.jobs:
@@ -75,6 +79,7 @@ class FakeKube:
         return True
 
     def list_jobs(self, label_selector: str) -> list[dict[str, Any]]:
+        self.used.add("list_jobs")
         self.calls.append(("list_jobs", label_selector, None))
         wanted = dict(part.split("=", 1) for part in label_selector.split(","))
         return [
@@ -84,6 +89,7 @@ class FakeKube:
         ]
 
     def label_job(self, name: str, labels: dict[str, str]) -> None:
+        self.used.add("label_job")
         self.calls.append(("label_job", name, labels))
         self._get(self.jobs, "Job", name)["metadata"]["labels"].update(labels)
 
@@ -95,12 +101,14 @@ class FakeKube:
         return store[name]
 
     def get_deployment(self, name: str) -> dict[str, Any]:
+        self.used.add("get_deployment")
         dep = self._get(self.deployments, "Deployment", name)
         if self.on_get_deployment:
             self.on_get_deployment(dep)
         return copy.deepcopy(dep)
 
     def patch_deployment(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.used.add("patch_deployment")
         self.calls.append(("patch_deployment", name, copy.deepcopy(patch)))
         dep = self._get(self.deployments, "Deployment", name)
         new = strategic_merge(dep, patch)
@@ -109,12 +117,14 @@ class FakeKube:
         return copy.deepcopy(new)
 
     def get_inference_service(self, name: str) -> dict[str, Any]:
+        self.used.add("get_inference_service")
         isvc = self._get(self.isvcs, "InferenceService", name)
         if self.on_get_isvc:
             self.on_get_isvc(isvc)
         return copy.deepcopy(isvc)
 
     def patch_inference_service(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.used.add("patch_inference_service")
         self.calls.append(("patch_inference_service", name, copy.deepcopy(patch)))
         isvc = self._get(self.isvcs, "InferenceService", name)
         new = merge_patch(isvc, patch)

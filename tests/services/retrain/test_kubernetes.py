@@ -24,7 +24,7 @@ from services.retrain.errors import (
 )
 from services.retrain.executors import KubernetesJobExecutor, job_is_running
 from services.retrain.jobtemplate import load_template, render_job, validate_template
-from services.retrain.kube import KubeClient, KubeConfig
+from services.retrain.kube import PERMISSIONS, Kube, KubeClient, KubeConfig, Permission
 from services.retrain.plan import LabelledItem, RetrainPlan
 from services.retrain.rollout import DeploymentRollout, InferenceServiceRollout
 from services.retrain.trigger import decide
@@ -59,9 +59,10 @@ def test_rendered_job_is_the_template_with_exactly_the_documented_overrides() ->
         "app.kubernetes.io/part-of": "crackseg",
         "crackseg.io/watermark": "20261127T150000.123456Z",
         "crackseg.io/run": "crackseg-retrain-0123456789ab",
+        "crackseg.io/attempt": "1",
     }
     expected["metadata"] = {
-        "name": "crackseg-retrain-0123456789ab",
+        "name": "crackseg-retrain-0123456789ab-1",
         "namespace": "crackseg",
         "labels": {**template["metadata"]["labels"], **labels},
         "annotations": {
@@ -97,15 +98,66 @@ def test_missing_template_file_names_the_path(tmp_path: Path) -> None:
         load_template(tmp_path / "nope.yaml")
 
 
-def test_second_create_is_a_409_and_counts_as_success() -> None:
+def test_a_racing_trigger_on_the_same_attempt_gets_a_409_and_does_nothing() -> None:
+    kube = FakeKube()
+    template = load_template(TEMPLATE)
+    first = render_job(template, plan(), "crackseg", attempt=1)
+    assert kube.create_job(first) is True
+    # A second trigger that listed the Jobs before the first created its attempt computes the same name.
+    assert kube.create_job(copy.deepcopy(first)) is False
+    assert list(kube.jobs) == ["crackseg-retrain-0123456789ab-1"]
+
+
+def _finish(kube: FakeKube, name: str, condition: str) -> None:
+    kube.jobs[name]["status"] = {"conditions": [{"type": condition, "status": "True"}]}
+
+
+def test_a_failed_attempt_does_not_block_the_next_one() -> None:
+    """Issue 13 item 4: with one fixed Job name, a kept failed Job made every later create a 409 for 24 h."""
     kube = FakeKube()
     executor = KubernetesJobExecutor(kube, load_template(TEMPLATE))
     first = executor.launch(plan())
+    assert first.created and "attempt 1 of 3" in first.detail
+    running = executor.launch(plan())
+    assert not running.created and "in progress" in running.detail
+    _finish(kube, "crackseg-retrain-0123456789ab-1", "Failed")
     second = executor.launch(plan())
-    assert first.created and not second.created
-    assert "already exists" in second.detail and "crackseg/crackseg-retrain-0123456789ab" in second.detail
-    assert [c[0] for c in kube.calls] == ["create_job", "create_job"]
-    assert list(kube.jobs) == ["crackseg-retrain-0123456789ab"]
+    assert second.created, second.detail
+    assert sorted(kube.jobs) == ["crackseg-retrain-0123456789ab-1", "crackseg-retrain-0123456789ab-2"]
+    env = kube.jobs["crackseg-retrain-0123456789ab-2"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    # Both attempts are the same run: the second resumes the first's journal.
+    assert {"name": "CRACKSEG_RUN_NAME", "value": "crackseg-retrain-0123456789ab"} in env
+
+
+def test_attempts_are_bounded_and_new_feedback_starts_a_new_run() -> None:
+    kube = FakeKube()
+    executor = KubernetesJobExecutor(kube, load_template(TEMPLATE))
+    for attempt in (1, 2, 3):
+        assert executor.launch(plan()).created
+        _finish(kube, f"crackseg-retrain-0123456789ab-{attempt}", "Failed")
+    exhausted = executor.launch(plan())
+    assert not exhausted.created and "failed 3 times (limit 3" in exhausted.detail
+    assert len(kube.jobs) == 3
+    other = plan().model_copy(update={"run_name": "crackseg-retrain-ba9876543210"})
+    assert executor.launch(other).created
+
+
+def test_a_completed_run_is_not_launched_again() -> None:
+    kube = FakeKube()
+    executor = KubernetesJobExecutor(kube, load_template(TEMPLATE))
+    executor.launch(plan())
+    _finish(kube, "crackseg-retrain-0123456789ab-1", "Complete")
+    again = executor.launch(plan())
+    assert not again.created and "already finished" in again.detail
+    assert len(kube.jobs) == 1
+
+
+@pytest.mark.parametrize(("raw", "message"), [("x", "not an integer"), ("0", "must be >= 1")])
+def test_a_bad_max_attempts_annotation_is_a_config_error(raw: str, message: str) -> None:
+    template = load_template(TEMPLATE)
+    template["metadata"].setdefault("annotations", {})["crackseg.io/max-attempts"] = raw
+    with pytest.raises(ConfigError, match=message):
+        KubernetesJobExecutor(FakeKube(), template).launch(plan())
 
 
 @pytest.mark.parametrize(
@@ -135,12 +187,16 @@ def test_trigger_on_kubernetes_launches_once_then_sees_the_run(tmp_path: Path) -
     executor = KubernetesJobExecutor(kube, load_template(TEMPLATE))
     first = decide(store, 3, executor)
     assert (first.action, first.reason, first.created) == ("launch", "launched", True)
-    created = kube.jobs[first.run_name]
+    created = kube.jobs[f"{first.run_name}-1"]
     assert created["metadata"]["labels"]["app.kubernetes.io/component"] == "retrain"
     second = decide(store, 3, executor)
-    assert (second.action, second.reason, second.active_runs) == ("skip", "already_running", [first.run_name])
-    # The Job finishes; the same feedback gives the same name, so the create is a 409: no second run.
-    kube.jobs[first.run_name]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    assert (second.action, second.reason, second.active_runs) == (
+        "skip",
+        "already_running",
+        [f"{first.run_name}-1"],
+    )
+    # The Job finishes; the same feedback is the same run, which completed: no second Job.
+    kube.jobs[f"{first.run_name}-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
     third = decide(store, 3, executor)
     assert (third.action, third.reason, third.created) == ("skip", "exists", False)
     assert len(kube.jobs) == 1
@@ -437,7 +493,9 @@ def test_unloadable_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
         KubeClient(KubeConfig(in_cluster=False, kubeconfig=tmp_path / "missing"))
 
 
-def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(tmp_path: Path) -> None:
+def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from services.retrain.promote import Registry
     from services.retrain.run import RetrainRun
     from services.retrain.settings import RunSettings
@@ -447,13 +505,16 @@ def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(tmp_path
     executor.launch(plan())
     settings = RunSettings(feedback_dir=tmp_path, base_data=tmp_path, eval_data=tmp_path)
     run = RetrainRun(settings, Registry("http://127.0.0.1:9"), None, kube)
+    # The chart passes the attempt's own Job name (downward API); the run name alone names no Job.
+    monkeypatch.setenv("CRACKSEG_JOB_NAME", "crackseg-retrain-0123456789ab-1")
     run._label_outcome("crackseg-retrain-0123456789ab", "promoted")
     assert (
-        kube.jobs["crackseg-retrain-0123456789ab"]["metadata"]["labels"]["crackseg.io/outcome"] == "promoted"
+        kube.jobs["crackseg-retrain-0123456789ab-1"]["metadata"]["labels"]["crackseg.io/outcome"]
+        == "promoted"
     )
     assert kube.calls[-1] == (
         "label_job",
-        "crackseg-retrain-0123456789ab",
+        "crackseg-retrain-0123456789ab-1",
         {"crackseg.io/outcome": "promoted"},
     )
 
@@ -462,3 +523,74 @@ def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(tmp_path
 
     kube.label_job = forbidden  # type: ignore[method-assign]
     run._label_outcome("crackseg-retrain-0123456789ab", "failed")  # an event, not an exception
+
+
+# -- RBAC: the Roles grant exactly what the code calls -------------------------------------------------------------
+def _covers(rules: list[dict[str, Any]], need: Permission, name: str | None) -> bool:
+    return any(
+        need.group in r["apiGroups"]
+        and need.resource in r["resources"]
+        and need.verb in r["verbs"]
+        and (not r.get("resourceNames") or name in r["resourceNames"])
+        for r in rules
+    )
+
+
+def _role(kserve: bool, name: str) -> list[dict[str, Any]]:
+    from tests.charts.render import render
+
+    values = {"predictor": {"kserve": {"enabled": kserve}, "autoscaling": {"enabled": not kserve}}}
+    role = next(r.obj for r in render(values) if r.kind == "Role" and r.name == name)
+    return list(role["rules"])
+
+
+def test_every_wrapper_method_declares_its_permission() -> None:
+    methods = {m for m in vars(Kube) if not m.startswith("_") and m != "namespace"}
+    assert methods == set(PERMISSIONS), "a Kube method without an RBAC permission (or a stale entry)"
+
+
+def test_the_trigger_role_covers_every_call_the_trigger_makes(tmp_path: Path) -> None:
+    """Run the trigger through launch, a failure and a relaunch, then check each call against the rendered Role."""
+    kube = FakeKube()
+    executor = KubernetesJobExecutor(kube, load_template(TEMPLATE))
+    store = _feedback(tmp_path, 3)
+    first = decide(store, 3, executor)
+    _finish(kube, f"{first.run_name}-1", "Failed")
+    assert decide(store, 3, executor).created
+    rules = _role(False, "crackseg-retrain-trigger")
+    for method in sorted(kube.used):
+        need = PERMISSIONS[method]
+        assert _covers(rules, need, None), f"trigger calls {method}: Role lacks {need}"
+
+
+@pytest.mark.parametrize("kserve", [False, True])
+def test_the_run_role_covers_every_call_the_run_makes(kserve: bool, tmp_path: Path, monkeypatch: Any) -> None:
+    """Issue 13 item 11: the run labels its own Job, which the Role did not allow."""
+    from services.retrain.promote import Registry
+    from services.retrain.run import RetrainRun
+    from services.retrain.settings import RunSettings
+
+    kube = FakeKube()
+    KubernetesJobExecutor(kube, load_template(TEMPLATE)).launch(plan())
+    kube.used.clear()  # the trigger's calls; from here on, the run's
+    if kserve:
+        kube.isvcs["crackseg-predictor"] = isvc("custom")
+        kube.on_get_isvc = isvc_ready
+        InferenceServiceRollout(
+            kube, "crackseg-predictor", "pvc://crackseg-models/v{version}", timeout_s=2, poll_s=0.01
+        ).roll("2", Path("/data/models/v2"))
+    else:
+        kube.deployments["crackseg-predictor"] = deployment(version="1")
+        kube.on_get_deployment = complete_rollout
+        DeploymentRollout(kube, "crackseg-predictor", timeout_s=2, poll_s=0.01).roll(
+            "2", Path("/data/models/v2")
+        )
+    monkeypatch.setenv("CRACKSEG_JOB_NAME", "crackseg-retrain-0123456789ab-1")
+    settings = RunSettings(feedback_dir=tmp_path, base_data=tmp_path, eval_data=tmp_path)
+    RetrainRun(settings, Registry("http://127.0.0.1:9"), None, kube)._label_outcome("r", "promoted")
+    assert "label_job" in kube.used
+    rules = _role(kserve, "crackseg-retrain")
+    for method in sorted(kube.used):
+        need = PERMISSIONS[method]
+        name = None if method == "label_job" else "crackseg-predictor"
+        assert _covers(rules, need, name), f"the run calls {method}: Role lacks {need}"

@@ -36,6 +36,12 @@ env:
     value: "8000"
   - name: CRACKSEG_THREADS
     value: {{ .Values.predictor.threads | quote }}
+  # The CPU limit in whole cores (rounded up), so the predictor sizes its thread pools to what it may use.
+  - name: CRACKSEG_CPU_LIMIT
+    valueFrom:
+      resourceFieldRef:
+        resource: limits.cpu
+        divisor: "1"
   - name: MLFLOW_TRACKING_URI
     value: {{ include "crackseg.mlflow.url" . | quote }}
   # PyTorch's busy-waiting OpenMP threads starve co-located pods on shared CPUs.
@@ -98,4 +104,38 @@ crackseg.predictor.volumes: the predictor's volumes (feedback is written, promot
 - name: tmp
   emptyDir:
     sizeLimit: 512Mi
+{{- end -}}
+
+
+{{/*
+crackseg.predictor.initContainers: before the predictor starts, make sure the registry has a champion (the starter
+model baked into the image becomes version 1 when the registry is empty), so `models:/crackseg@champion` resolves on
+a fresh cluster. The served version's pointer is that alias: it lives with the models, not in values.
+*/}}
+{{- define "crackseg.predictor.initContainers" -}}
+{{- if and .Values.predictor.model.bootstrap.enabled (hasPrefix "models:/" .Values.predictor.model.source) }}
+- name: bootstrap-champion
+  image: {{ include "crackseg.image" (dict "root" . "image" .Values.predictor.image) }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["python3", "-c"]
+  args:
+    - |
+      import sys
+      from pathlib import Path
+      from services.up.bootstrap import ensure_champion
+      version = ensure_champion(sys.argv[1], Path(sys.argv[2]), retries=30)
+      print(f"registry champion: version {version}")
+    - {{ include "crackseg.mlflow.url" . | quote }}
+    - {{ .Values.predictor.model.bootstrap.starterDir | quote }}
+  env:
+    - name: HOME
+      value: /tmp
+  resources:
+    {{- toYaml .Values.predictor.resources | nindent 4 }}
+  securityContext:
+    {{- include "crackseg.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
 {{- end -}}

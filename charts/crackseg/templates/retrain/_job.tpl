@@ -1,16 +1,19 @@
 {{/*
 crackseg.retrain.job: the retraining Job manifest. The chart renders it once into a ConfigMap; the trigger loads it,
-sets metadata.name from the watermark, merges its labels and creates it, so the chart is the one source of truth.
+names it <run>-<attempt>, merges its labels and creates it, so the chart is the one source of truth.
 */}}
 {{- define "crackseg.retrain.job" -}}
 apiVersion: batch/v1
 kind: Job
 metadata:
-  # Placeholder: the trigger replaces it with a deterministic name derived from the watermark.
+  # Placeholder: the trigger names each attempt <run>-<attempt> (services/retrain/jobtemplate.py).
   name: {{ include "crackseg.retrain.fullname" . }}
   namespace: {{ .Release.Namespace }}
   labels:
     {{- include "crackseg.component.labels" (dict "root" . "component" "retrain") | nindent 4 }}
+  annotations:
+    # Attempts of one run before the trigger stops relaunching it (bounded history after failures).
+    crackseg.io/max-attempts: {{ .Values.retrain.job.maxAttempts | quote }}
 spec:
   backoffLimit: {{ .Values.retrain.job.backoffLimit }}
   activeDeadlineSeconds: {{ .Values.retrain.job.activeDeadlineSeconds }}
@@ -56,6 +59,18 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.namespace
+            # The run labels its own Job with the outcome; attempts of one run have distinct Job names.
+            - name: CRACKSEG_JOB_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.labels['batch.kubernetes.io/job-name']
+            {{- if .Values.retrain.job.params }}
+            - name: CRACKSEG_RETRAIN_PARAMS
+              value: /etc/crackseg/params/params.yaml
+            {{- end }}
+            # DVC's site cache defaults to /var/tmp/dvc, on the read-only root filesystem.
+            - name: DVC_SITE_CACHE_DIR
+              value: /tmp/dvc-site-cache
             - name: MLFLOW_TRACKING_URI
               value: {{ include "crackseg.mlflow.url" . | quote }}
             - name: OMP_WAIT_POLICY
@@ -93,6 +108,11 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if .Values.retrain.job.params }}
+            - name: params
+              mountPath: /etc/crackseg/params
+              readOnly: true
+            {{- end }}
       volumes:
         - name: feedback
           persistentVolumeClaim:
@@ -110,6 +130,14 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ .Values.retrain.job.scratchSize }}
+        {{- if .Values.retrain.job.params }}
+        - name: params
+          configMap:
+            name: {{ include "crackseg.retrain.jobTemplateName" . }}
+            items:
+              - key: params.yaml
+                path: params.yaml
+        {{- end }}
       {{- with .Values.retrain.job.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
