@@ -33,7 +33,7 @@ from services.predictor.decode import DecodedImage, Limits, decode_image, sniff
 from services.predictor.errors import InvalidInput, ModelNotReady, ModelSourceError, PredictorError
 from services.predictor.settings import MODEL_NAME, Settings
 from services.predictor.sources import ResolvedSource, resolve
-from services.predictor.stats import CrackStatistics, crack_statistics
+from services.predictor.stats import CrackStatistics, Surface, crack_statistics
 
 log = logging.getLogger(__name__)
 _WARMUP_SHAPE = (256, 256, 3)
@@ -51,6 +51,7 @@ class Served:
 @dataclass
 class Segmentation:
     mask: np.ndarray  # (H, W) bool
+    probabilities: np.ndarray  # (H, W) float32 in [0, 1]; the mask is probabilities >= threshold
     statistics: CrackStatistics
     inference_ms: float
     model_version: str
@@ -135,25 +136,34 @@ class CracksegModel(Model):
         return served
 
     # -- inference -----------------------------------------------------------------------------------------
-    def segment_blocking(self, image: DecodedImage) -> Segmentation:
+    def segment_blocking(
+        self, image: DecodedImage, mm_per_px: float | None = None, surface: Surface = "asphalt"
+    ) -> Segmentation:
+        """Segment and measure; ``mm_per_px``/``surface`` calibrate the statistics (``stats.py``)."""
         served = self.served  # taken once: a swap during this call does not affect it
         start = time.perf_counter()
-        mask = served.segmenter.predict_mask(image.rgb)
+        probabilities = served.segmenter.probabilities(image.rgb)
+        mask = probabilities >= served.segmenter.threshold
         seconds = time.perf_counter() - start
-        stats = crack_statistics(mask)
+        stats = crack_statistics(mask, mm_per_px, surface)
         metrics.INFERENCE_SECONDS.labels(model_version=served.version).observe(seconds)
         metrics.CRACK_RATIO.observe(stats.crack_ratio)
         return Segmentation(
             mask=mask,
+            probabilities=probabilities,
             statistics=stats,
             inference_ms=round(seconds * 1000.0, 2),
             model_version=served.version,
             threshold=served.segmenter.threshold,
         )
 
-    async def segment(self, image: DecodedImage) -> Segmentation:
+    async def segment(
+        self, image: DecodedImage, mm_per_px: float | None = None, surface: Surface = "asphalt"
+    ) -> Segmentation:
         """Segment off the event loop, in the bounded inference pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.segment_blocking, image)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.segment_blocking, image, mm_per_px, surface
+        )
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

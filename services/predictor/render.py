@@ -21,6 +21,14 @@ def mask_png(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def probability_png(probabilities: np.ndarray) -> bytes:
+    """``(H, W) float`` in [0, 1] → 8-bit grey PNG, ``round(p · 255)``: clients re-threshold it themselves."""
+    levels = np.clip(np.rint(probabilities * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(levels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def overlay_jpeg(rgb: np.ndarray, mask: np.ndarray, quality: int = 85) -> bytes:
     """Cracks tinted red over the photo."""
     out = rgb.astype(np.float32)

@@ -20,7 +20,7 @@ from services.predictor.decode import decode_image, decode_mask
 from services.predictor.deps import AuthDep, DataPlaneDep, ModelDep, SettingsDep, StoreDep
 from services.predictor.errors import InvalidInput, NotFound
 from services.predictor.settings import MODEL_NAME
-from services.predictor.stats import CrackStatistics
+from services.predictor.stats import CrackStatistics, Surface
 
 router = APIRouter()
 MAX_COMMENT = 2000
@@ -39,7 +39,10 @@ class PredictResponse(BaseModel):
     threshold: float
     statistics: CrackStatistics
     inference_ms: float
-    model_version: str
+    model_version: str = Field(description="the model version that produced this mask")
+    probability_png: str | None = Field(
+        None, description="base64 8-bit PNG, round(p·255); only with ?probabilities=true"
+    )
 
 
 class SaveResponse(BaseModel):
@@ -90,11 +93,18 @@ async def predict(
     model: ModelDep,
     file: Annotated[UploadFile, File(description="the photo (JPEG, PNG, GIF, BMP, TIFF, WebP)")],
     format: Annotated[Literal["json", "png", "overlay"], Query(description="response format")] = "json",
+    pixel_size_mm: Annotated[
+        float | None, Query(gt=0, description="mm per pixel: statistics also in mm, severity by surface")
+    ] = None,
+    surface: Annotated[Surface, Query(description="severity rule when calibrated")] = "asphalt",
+    probabilities: Annotated[
+        bool, Query(description="JSON only: include the probability map as an 8-bit PNG")
+    ] = False,
 ) -> Any:
     # Decoding and encoding run in worker threads too: the event loop only moves bytes, so /ping and health
     # checks answer quickly while inferences run.
     image = await run_in_threadpool(decode_image, await file.read(), model.limits)
-    seg = await model.segment(image)
+    seg = await model.segment(image, pixel_size_mm, surface)
     headers = {"X-Model-Version": seg.model_version, "X-Inference-Ms": str(seg.inference_ms)}
     if format == "overlay":
         jpeg = await run_in_threadpool(render.overlay_jpeg, image.rgb, seg.mask)
@@ -102,6 +112,7 @@ async def predict(
     png = await run_in_threadpool(render.mask_png, seg.mask)
     if format == "png":
         return Response(png, media_type="image/png", headers=headers)
+    prob_png = await run_in_threadpool(render.probability_png, seg.probabilities) if probabilities else None
     return PredictResponse(
         mask_png=base64.b64encode(png).decode("ascii"),
         width=image.width,
@@ -110,6 +121,7 @@ async def predict(
         statistics=seg.statistics,
         inference_ms=seg.inference_ms,
         model_version=seg.model_version,
+        probability_png=base64.b64encode(prob_png).decode("ascii") if prob_png else None,
     )
 
 
@@ -124,12 +136,18 @@ async def save_for_retrain(
     ] = None,
     verdict: Annotated[str | None, Form(description="correct | missed_cracks | false_cracks | other")] = None,
     comment: Annotated[str | None, Form(description="free text")] = None,
+    predicted: Annotated[
+        UploadFile | None, File(description="the mask the person saw (PNG, same size); with model_version")
+    ] = None,
+    model_version: Annotated[str | None, Form(max_length=200, description="the version that made it")] = None,
 ) -> SaveResponse:
     # Everything is validated before anything is written: a rejected request leaves the store untouched.
     if verdict is not None and verdict not in VERDICTS:
         raise InvalidInput(f"unknown verdict {verdict!r}; valid: {', '.join(VERDICTS)}", reason="bad_verdict")
     if comment is not None and len(comment) > MAX_COMMENT:
         raise InvalidInput(f"the comment is {len(comment)} characters; the limit is {MAX_COMMENT}")
+    if (predicted is None) != (model_version is None):
+        raise InvalidInput("send predicted and model_version together (the mask shown and who made it)")
     data = await file.read()
     image = await run_in_threadpool(decode_image, data, model.limits)
     mask_png = None
@@ -138,7 +156,15 @@ async def save_for_retrain(
             decode_mask, await mask.read(), image.width, image.height, model.limits
         )
         mask_png = render.mask_png(corrected)
-    seg = await model.segment(image)
+    if predicted is not None and model_version is not None:
+        # The mask the person corrected, from the version that made it: a re-run could be another version.
+        shown = await run_in_threadpool(
+            decode_mask, await predicted.read(), image.width, image.height, model.limits
+        )
+        predicted_png, version = render.mask_png(shown), model_version
+    else:
+        seg = await model.segment(image)
+        predicted_png, version = render.mask_png(seg.mask), seg.model_version
     record, dedup = await run_in_threadpool(
         store.save,
         data,
@@ -146,10 +172,10 @@ async def save_for_retrain(
         image.width,
         image.height,
         mask_png=mask_png,
-        predicted_png=render.mask_png(seg.mask),
+        predicted_png=predicted_png,
         verdict=verdict,
         comment=comment,
-        model_version=seg.model_version,
+        model_version=version,
     )
     metrics.FEEDBACK_RECEIVED.labels(verdict=verdict or "none").inc()
     stats = await run_in_threadpool(store.stats, settings.retrain_threshold)
