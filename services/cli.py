@@ -25,6 +25,7 @@ COMPONENTS = [
     "ml.cli",
     "services.up.cli",
     "services.ui.cli",
+    "services.batch.cli",
     "services.retrain.cli",
 ]
 

@@ -1,0 +1,1 @@
+"""``crackseg predict``: segment and measure a folder of photos, locally or through a running predictor."""
