@@ -1,5 +1,8 @@
-"""The run's reports: ``report.csv`` (a row per photo), ``cracks.csv`` (a row per crack) and ``report.html``
-(totals per severity, then the photos worst first with thumbnails, then the failures). All written atomically."""
+"""A run's results and its reports: ``report.csv`` (a row per photo), ``cracks.csv`` (a row per crack) and
+``report.html`` (totals per severity, then the photos worst first with thumbnails, then the failures).
+
+Pure functions from results to text (no files, no torch, no ``ml``): the batch command writes them to its output
+folder, the UI's Batch page offers them as downloads."""
 
 from __future__ import annotations
 
@@ -8,13 +11,11 @@ import csv
 import html
 import io
 from collections import Counter
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 from PIL import Image
+from pydantic import BaseModel
 
-from ml.fsutil import atomic_open, atomic_write_bytes
-from services.batch.results import PhotoResult, mask_path, overlay_path
 from services.common.crackstats import CrackStatistics
 from services.common.severity import SEVERITIES
 
@@ -27,6 +28,30 @@ CRACK_COLUMNS = [
     "orientation", "angle_deg", "n_branch_points", "severity", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
 ]  # fmt: skip
 THUMB = 240
+
+
+class PhotoResult(BaseModel):
+    path: str
+    key: str  # names the outputs: masks/<key>.png, overlays/<key>.jpg
+    status: str  # "ok", or the error in words
+    width: int | None = None
+    height: int | None = None
+    statistics: CrackStatistics | None = None
+    model_version: str | None = None
+    inference_ms: float | None = None
+    total_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def mask_name(key: str) -> str:
+    return f"masks/{key}.png"
+
+
+def overlay_name(key: str) -> str:
+    return f"overlays/{key}.jpg"
 
 
 def _blank(value: object) -> object:
@@ -70,11 +95,20 @@ def crack_rows(r: PhotoResult) -> Iterable[dict[str, object]]:
         }  # fmt: skip
 
 
-def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, object]]) -> None:
-    with atomic_open(path, "w") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+def _csv(columns: list[str], rows: Iterable[dict[str, object]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def report_csv(results: list[PhotoResult]) -> str:
+    return _csv(REPORT_COLUMNS, (report_row(r) for r in results))
+
+
+def cracks_csv(results: list[PhotoResult]) -> str:
+    return _csv(CRACK_COLUMNS, (row for r in results for row in crack_rows(r)))
 
 
 def worst_first(results: list[PhotoResult]) -> list[tuple[PhotoResult, CrackStatistics]]:
@@ -87,10 +121,10 @@ def worst_first(results: list[PhotoResult]) -> list[tuple[PhotoResult, CrackStat
     )
 
 
-def _thumbnail(path: Path) -> str:
-    """A small inline JPEG (data URI), so the report is one file that opens anywhere."""
+def thumbnail(image: bytes | str) -> str:
+    """A small inline JPEG (data URI) of an image file or bytes, so the report is one file that opens anywhere."""
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as img:
             img.thumbnail((THUMB, THUMB))
             buf = io.BytesIO()
             img.convert("RGB").save(buf, format="JPEG", quality=80)
@@ -103,7 +137,8 @@ def _fmt(px: float, mm: float | None, digits: int = 1) -> str:
     return f"{px:.{digits}f} px" + (f" / {mm:.{max(digits, 2)}f} mm" if mm is not None else "")
 
 
-def render_html(out: Path, results: list[PhotoResult], engine: str) -> str:
+def render_html(results: list[PhotoResult], engine: str, thumbnail_of: Callable[[PhotoResult], str]) -> str:
+    """The HTML report; ``thumbnail_of`` gives each measured photo's thumbnail (a data URI, or "")."""
     ranked = worst_first(results)
     failed = [r for r in results if not r.ok]
     counts: Counter[str] = Counter(s.severity for _, s in ranked)
@@ -132,11 +167,10 @@ def render_html(out: Path, results: list[PhotoResult], engine: str) -> str:
         "<th>cracks</th><th>total length</th><th>max width</th><th>mean width</th><th>crack area</th></tr>",
     ]
     for r, s in ranked:
-        overlay = overlay_path(out, r.key).relative_to(out).as_posix()
-        mask = mask_path(out, r.key).relative_to(out).as_posix()
+        overlay, mask = overlay_name(r.key), mask_name(r.key)
         parts.append(
             f"<tr class='{s.severity}'><td><a href='{e(overlay)}'><img alt='overlay of {e(r.path)}' "
-            f"src='{_thumbnail(overlay_path(out, r.key))}'></a></td><td>{e(r.path)}<br>"
+            f"src='{thumbnail_of(r)}'></a></td><td>{e(r.path)}<br>"
             f"<a href='{e(mask)}'>mask</a> · {r.width}×{r.height}</td><td>{s.severity}</td>"
             f"<td>{s.n_segments}</td><td>{_fmt(s.skeleton_length_px, s.skeleton_length_mm, 0)}</td>"
             f"<td>{_fmt(s.max_width_px, s.max_width_mm)}</td><td>{_fmt(s.mean_width_px, s.mean_width_mm)}</td>"
@@ -149,10 +183,3 @@ def render_html(out: Path, results: list[PhotoResult], engine: str) -> str:
         parts.append("</table>")
     parts.append("<p>Per-crack numbers: cracks.csv · per-photo numbers: report.csv</p></body></html>")
     return "\n".join(parts)
-
-
-def write_reports(out: Path, results: list[PhotoResult], engine: str) -> None:
-    """``report.csv``, ``cracks.csv`` and ``report.html`` for ``results`` (in input order)."""
-    _write_csv(out / "report.csv", REPORT_COLUMNS, (report_row(r) for r in results))
-    _write_csv(out / "cracks.csv", CRACK_COLUMNS, (row for r in results for row in crack_rows(r)))
-    atomic_write_bytes(out / "report.html", render_html(out, results, engine).encode("utf-8"))

@@ -1,4 +1,5 @@
-"""One JSON result per photo under ``DIR/.results/`` (what resume reads), and the run's options (``run.json``).
+"""The output folder: one JSON result per photo under ``DIR/.results/`` (what resume reads), the run's options
+(``run.json``), and the reports written atomically.
 
 A photo is done when its result says ``ok`` and its mask and overlay exist; anything else runs again.
 """
@@ -10,26 +11,18 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from ml.fsutil import atomic_write_bytes
-from services.common.crackstats import CrackStatistics
+from services.batch.report import (
+    PhotoResult,
+    cracks_csv,
+    mask_name,
+    overlay_name,
+    render_html,
+    report_csv,
+    thumbnail,
+)
 
 RESULTS = ".results"
 RUN_FILE = "run.json"
-
-
-class PhotoResult(BaseModel):
-    path: str
-    key: str
-    status: str  # "ok", or the error in words
-    width: int | None = None
-    height: int | None = None
-    statistics: CrackStatistics | None = None
-    model_version: str | None = None
-    inference_ms: float | None = None
-    total_ms: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 class RunOptions(BaseModel):
@@ -41,11 +34,11 @@ class RunOptions(BaseModel):
 
 
 def mask_path(out: Path, key: str) -> Path:
-    return out / "masks" / f"{key}.png"
+    return out / mask_name(key)
 
 
 def overlay_path(out: Path, key: str) -> Path:
-    return out / "overlays" / f"{key}.jpg"
+    return out / overlay_name(key)
 
 
 def result_path(out: Path, key: str) -> Path:
@@ -90,3 +83,11 @@ def check_options(out: Path, options: RunOptions, force: bool) -> None:
                 "pass --force to redo every photo, or choose another --out"
             )
     atomic_write_bytes(path, options.model_dump_json(indent=1).encode())
+
+
+def write_reports(out: Path, results: list[PhotoResult], engine: str) -> None:
+    """``report.csv``, ``cracks.csv`` and ``report.html`` for ``results`` (in input order), atomically."""
+    atomic_write_bytes(out / "report.csv", report_csv(results).encode("utf-8"))
+    atomic_write_bytes(out / "cracks.csv", cracks_csv(results).encode("utf-8"))
+    page = render_html(results, engine, lambda r: thumbnail(str(overlay_path(out, r.key))))
+    atomic_write_bytes(out / "report.html", page.encode("utf-8"))

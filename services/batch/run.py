@@ -13,8 +13,8 @@ from tqdm import tqdm
 from ml.fsutil import atomic_write_bytes
 from services.batch.engines import Engine, PhotoError
 from services.batch.inputs import Photo
-from services.batch.report import write_reports
-from services.batch.results import PhotoResult, is_done, mask_path, overlay_path, write_result
+from services.batch.report import PhotoResult
+from services.batch.results import is_done, mask_path, overlay_path, write_reports, write_result
 from services.common import annotate
 
 

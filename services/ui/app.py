@@ -17,6 +17,7 @@ pages = st.navigation(
     [
         st.Page(HERE / "views" / "inspect.py", title="Inspect", icon=":material/search:", default=True),
         st.Page(HERE / "views" / "correct.py", title="Correct & send", icon=":material/edit:"),
+        st.Page(HERE / "views" / "batch.py", title="Batch", icon=":material/photo_library:"),
         st.Page(HERE / "views" / "models.py", title="Models", icon=":material/monitoring:"),
     ]
 )

@@ -2,8 +2,9 @@
 
 Every failure becomes a :class:`PredictorError` whose ``message`` can be shown to a person as is: the pages never
 see an ``httpx`` exception or a stack trace. Idempotent calls are retried with exponential backoff on connection
-errors, timeouts and 502/503/504; the feedback upload is retried only when the request cannot have reached the
-server (connection refused), so one click never stores two labels.
+errors, timeouts and 502/503/504. The feedback upload is retried only when the connection could not even be opened
+(nothing reached the server): a 502/503/504 may come from a proxy after the predictor stored the label, so it is
+never repeated, and one click never stores two labels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.crackstats import CrackStatistics
 from services.ui.settings import UISettings
 
 VERDICTS: tuple[str, ...] = ("correct", "missed_cracks", "false_cracks", "other")
@@ -54,19 +56,12 @@ class Ping(_Lenient):
     model_version: str | None = None
 
 
-class CrackStatistics(_Lenient):
-    crack_ratio: float
-    skeleton_length_px: float
-    max_width_px: float
-    mean_width_px: float
-    n_segments: int
-    severity: str
-
-
 class Prediction(_Lenient):
-    """``POST /predict``: the mask as PNG bytes (0/255), its size, the statistics and where it came from."""
+    """``POST /predict``: the mask as PNG bytes (0/255), its size, the statistics (the shared contract,
+    :mod:`services.common.crackstats`), the version that made it, and the probability map (8-bit PNG) when asked."""
 
     mask_png: bytes
+    probability_png: bytes | None = None
     width: int
     height: int
     threshold: float
@@ -168,23 +163,27 @@ class PredictorClient:
         """``GET /ping``: liveness, readiness and the served model version."""
         return self._parse(Ping, self._request("GET", "/ping", idempotent=True))
 
-    def predict(self, image: bytes, filename: str = "image.png") -> Prediction:
-        """``POST /predict``: segment one image (the predictor tiles large ones)."""
+    def predict(self, image: bytes, filename: str = "image.png", *, probabilities: bool = True) -> Prediction:
+        """``POST /predict``: segment one image (the predictor tiles large ones); with ``probabilities`` the
+        answer carries the probability map, so the UI can re-threshold without another inference."""
         if not image:
             raise ValueError("the image is empty")
         response = self._request(
             "POST",
             "/predict",
-            idempotent=True,
+            idempotent=True,  # no side effects: safe to repeat
+            params={"probabilities": "true"} if probabilities else None,
             files={"file": (filename, image, _content_type(filename))},
             timeout=self._predict_timeout,
         )
         body = self._json(response)
-        if isinstance(body, dict) and isinstance(body.get("mask_png"), str):
-            try:
-                body["mask_png"] = base64.b64decode(body["mask_png"], validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise PredictorError("The predictor sent a mask that is not valid base64.") from e
+        if isinstance(body, dict):
+            for field in ("mask_png", "probability_png"):
+                if isinstance(body.get(field), str):
+                    try:
+                        body[field] = base64.b64decode(body[field], validate=True)
+                    except (binascii.Error, ValueError) as e:
+                        raise PredictorError(f"The predictor sent a {field} that is not valid base64.") from e
         return self._validate(Prediction, body)
 
     def save_for_retrain(
@@ -195,16 +194,27 @@ class PredictorClient:
         mask_png: bytes | None = None,
         verdict: str | None = None,
         comment: str | None = None,
+        predicted_png: bytes | None = None,
+        model_version: str | None = None,
     ) -> SaveResult:
-        """``POST /save-for-retrain``: store the image with an optional corrected mask, verdict and comment."""
+        """``POST /save-for-retrain``: store the image with an optional corrected mask, verdict and comment.
+
+        ``predicted_png`` (the mask the person saw) and ``model_version`` (the version that made it) go together:
+        the feedback is attributed to that version, not to whatever the predictor serves when it arrives.
+        """
         if not image:
             raise ValueError("the image is empty")
         if verdict is not None and verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}; valid: {', '.join(VERDICTS)}")
+        if (predicted_png is None) != (model_version is None):
+            raise ValueError("predicted_png and model_version go together")
         files: dict[str, tuple[str, bytes, str]] = {"file": (filename, image, _content_type(filename))}
         if mask_png is not None:
             files["mask"] = ("mask.png", mask_png, "image/png")
-        data = {k: v for k, v in (("verdict", verdict), ("comment", comment)) if v}
+        if predicted_png is not None:
+            files["predicted"] = ("predicted.png", predicted_png, "image/png")
+        fields = (("verdict", verdict), ("comment", comment), ("model_version", model_version))
+        data = {k: v for k, v in fields if v}
         response = self._request("POST", "/save-for-retrain", idempotent=False, files=files, data=data)
         return self._parse(SaveResult, response)
 
@@ -240,7 +250,8 @@ class PredictorClient:
                 cause = httpx.HTTPStatusError(
                     str(response.status_code), request=response.request, response=response
                 )
-                if response.status_code not in RETRY_STATUS:
+                # A 502/503/504 after a write may come from a proxy once the predictor has stored it.
+                if response.status_code not in RETRY_STATUS or not idempotent:
                     raise failure from cause
             if attempt >= self.retries:
                 raise failure from cause

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from services.ui.client import CrackStatistics, FeedbackStats
+from services.ui.client import FeedbackStats
 from services.ui.overlay import apply_canvas_edits, decode_mask, has_edits
 
 VERDICT_LABELS: dict[str, str] = {
@@ -79,15 +79,3 @@ def backlog(stats: FeedbackStats, default_threshold: int) -> Backlog:
     """The backlog from ``/v1/feedback/stats`` (its ``threshold`` wins over the UI's configured default)."""
     threshold = stats.threshold if stats.threshold and stats.threshold > 0 else default_threshold
     return Backlog(count=stats.labelled_since_watermark, threshold=threshold)
-
-
-def statistics_rows(stats: CrackStatistics) -> list[tuple[str, str]]:
-    """The predictor's crack statistics as (label, value) pairs for display."""
-    return [
-        ("Severity", stats.severity),
-        ("Crack area", f"{stats.crack_ratio * 100:.2f} %"),
-        ("Length", f"{stats.skeleton_length_px:.0f} px"),
-        ("Max width", f"{stats.max_width_px:.1f} px"),
-        ("Mean width", f"{stats.mean_width_px:.1f} px"),
-        ("Segments", str(stats.n_segments)),
-    ]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from services.common.severity import SURFACES, Surface
 from services.ui.client import FeedbackStats, Ping, Prediction, PredictorClient
 from services.ui.registry import RegistryClient, RegistryView
 from services.ui.settings import get_settings
@@ -20,6 +21,9 @@ from services.ui.settings import get_settings
 CLIENT_KEY = "crackseg.predictor_client"
 REGISTRY_KEY = "crackseg.registry_client"
 IMAGES_KEY = "crackseg.images"
+THRESHOLD_KEY = "crackseg.threshold"
+PIXEL_SIZE_KEY = "crackseg.mm_per_px"
+SURFACE_KEY = "crackseg.surface"
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Enough for a batch of photos without letting one session hold hundreds of megabytes.
@@ -60,10 +64,11 @@ def registry() -> RegistryClient:
 
 
 # Exceptions are never cached by st.cache_data, so a page that failed while a server was down retries on the
-# next rerun and recovers by itself once the server is back.
+# next rerun and recovers by itself once the server is back. A cached prediction carries the version that made
+# it, and that is the version feedback on it is attributed to.
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
 def predict(_client: PredictorClient, client_key: str, image: bytes, filename: str) -> Prediction:
-    return _client.predict(image, filename)
+    return _client.predict(image, filename, probabilities=True)
 
 
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
@@ -98,3 +103,31 @@ def set_session_images(images: list[UploadedImage]) -> None:
     for img in images:
         unique.setdefault(img.digest, img)
     st.session_state[IMAGES_KEY] = list(unique.values())[:MAX_SESSION_IMAGES]
+
+
+def calibration_controls() -> tuple[float | None, Surface]:
+    """Pixel size and surface inputs; the values live in the session, so every page uses the same calibration."""
+    left, right = st.columns(2)
+    stored = float(st.session_state.get(PIXEL_SIZE_KEY) or 0.0)
+    value = left.number_input(
+        "Pixel size (mm per pixel, 0 = not calibrated)",
+        min_value=0.0,
+        max_value=1000.0,
+        value=stored,
+        step=0.01,
+        format="%.4f",
+        key=f"{PIXEL_SIZE_KEY}.input.{stored}",  # a new key when the reference tool sets a new value
+    )
+    surfaces = list(SURFACES)
+    surface = right.selectbox(
+        "Surface (severity rule when calibrated)",
+        surfaces,
+        index=surfaces.index(st.session_state.get(SURFACE_KEY, "asphalt")),
+    )
+    st.session_state[PIXEL_SIZE_KEY] = value or None
+    st.session_state[SURFACE_KEY] = surface
+    return (value or None), surface  # type: ignore[return-value]
+
+
+def set_pixel_size(mm_per_px: float) -> None:
+    st.session_state[PIXEL_SIZE_KEY] = mm_per_px

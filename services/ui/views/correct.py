@@ -9,12 +9,12 @@ from streamlit_drawable_canvas import st_canvas
 from services.ui import resources
 from services.ui.client import PredictorError
 from services.ui.feedback import VERDICT_LABELS, backlog, choose_mask
+from services.ui.inspection import mask_at
 from services.ui.overlay import (
     ERASE_COLOR,
     PAINT_COLOR,
     apply_canvas_edits,
     decode_image,
-    decode_mask,
     display_size,
     encode_png,
     overlay,
@@ -79,7 +79,9 @@ except ValueError as e:
 try:
     with st.spinner("Segmenting…"):
         prediction = resources.predict(client, client.cache_key, image.data, image.name)
-    predicted = decode_mask(prediction.mask_png, shape=rgb.shape[:2])
+    # The mask the person saw on Inspect: at the threshold chosen there, from the version that made it.
+    threshold = float(st.session_state.get(resources.THRESHOLD_KEY, prediction.threshold))
+    predicted = mask_at(prediction, rgb.shape[:2], threshold)
 except PredictorError as e:
     st.error(e.message, icon=":material/cloud_off:")
     st.button("Try again")
@@ -97,7 +99,10 @@ background = Image.fromarray(overlay(resize_rgb(rgb, (width, height)), shown_mas
 
 draw_col, preview_col = st.columns(2)
 with draw_col:
-    st.caption(f"Model v{prediction.model_version or '?'}: predicted cracks in red. Draw on the photo.")
+    st.caption(
+        f"Model v{prediction.model_version or '?'} at threshold {threshold:.2f}: predicted cracks in red. "
+        "Draw on the photo."
+    )
     canvas = st_canvas(
         stroke_width=brush,
         stroke_color=ERASE_COLOR if tool == "Erase" else PAINT_COLOR,
@@ -143,6 +148,8 @@ elif send and verdict is not None:
                     mask_png=encode_png(choice.mask) if choice.mask is not None else None,
                     verdict=verdict,
                     comment=comment or None,
+                    predicted_png=encode_png(predicted) if prediction.model_version else None,
+                    model_version=prediction.model_version or None,
                 )
         except PredictorError as e:
             st.error(e.message, icon=":material/cloud_off:")

@@ -1,7 +1,8 @@
 """Fakes of the UI's own client classes, swapped in at their boundary (never HTTP mocks of the predictor).
 
-The fake predictor computes a real mask from the image it is given (dark pixels are cracks), so what the pages
-show depends on the input, and it keeps what was sent for retraining so tests can inspect it.
+The fake predictor computes a real probability map from the image it is given (darker is likelier a crack), and
+its statistics with the real measurement code (the API contract), so what the pages show depends on the input; it
+keeps what was sent for retraining so tests can inspect it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from services.common.crackstats import crack_statistics
 from services.ui.client import (
-    CrackStatistics,
     FeedbackStats,
     Ping,
     Prediction,
@@ -34,6 +35,14 @@ class SavedFeedback:
     mask_png: bytes | None
     verdict: str | None
     comment: str | None
+    predicted_png: bytes | None = None
+    model_version: str | None = None
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 class FakePredictor(PredictorClient):
@@ -62,25 +71,19 @@ class FakePredictor(PredictorClient):
         self._check("ping")
         return Ping(status="ok", ready=True, model_version=self.model_version)
 
-    def predict(self, image: bytes, filename: str = "image.png") -> Prediction:
+    def predict(self, image: bytes, filename: str = "image.png", *, probabilities: bool = True) -> Prediction:
         self._check("predict")
         gray = np.asarray(Image.open(io.BytesIO(image)).convert("L"))
-        mask = gray < 80
-        buf = io.BytesIO()
-        Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
+        # p = 1 − gray/255: black is certainly a crack; the mask is p ≥ 0.5 as the predictor's is.
+        levels = 255 - gray
+        mask = levels >= 0.5 * 255
         return Prediction(
-            mask_png=buf.getvalue(),
+            mask_png=_png(mask.astype(np.uint8) * 255),
+            probability_png=_png(levels) if probabilities else None,
             width=gray.shape[1],
             height=gray.shape[0],
             threshold=0.5,
-            statistics=CrackStatistics(
-                crack_ratio=float(mask.mean()),
-                skeleton_length_px=float(mask.sum()) / 3,
-                max_width_px=5.0,
-                mean_width_px=2.5,
-                n_segments=int(mask.any()),
-                severity="moderate" if mask.mean() > 0.01 else "none",
-            ),
+            statistics=crack_statistics(mask),
             inference_ms=12.5,
             model_version=self.model_version,
         )
@@ -93,9 +96,13 @@ class FakePredictor(PredictorClient):
         mask_png: bytes | None = None,
         verdict: str | None = None,
         comment: str | None = None,
+        predicted_png: bytes | None = None,
+        model_version: str | None = None,
     ) -> SaveResult:
         self._check("save")
-        self.saved.append(SavedFeedback(image, filename, mask_png, verdict, comment))
+        self.saved.append(
+            SavedFeedback(image, filename, mask_png, verdict, comment, predicted_png, model_version)
+        )
         return SaveResult(
             id=hashlib.sha256(image).hexdigest(),
             deduplicated=len(self.saved) > 1 and self.saved[-2].image == image,

@@ -18,6 +18,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from PIL import Image
 
+from services.common.crackstats import crack_statistics
 from services.ui.client import (
     PredictorClient,
     PredictorError,
@@ -63,6 +64,12 @@ def stats_body(saved: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def make_app(b: Behaviour) -> FastAPI:
     app = FastAPI()
 
@@ -83,28 +90,23 @@ def make_app(b: Behaviour) -> FastAPI:
         return {"status": "ok", "ready": True, "model_version": "3"}
 
     @app.post("/predict")
-    async def predict(file: UploadFile = File(...)) -> JSONResponse:
+    async def predict(file: UploadFile = File(...), probabilities: bool = False) -> JSONResponse:
         data = await file.read()
         try:
             gray = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
         except OSError:
             return JSONResponse({"error": f"cannot decode image {file.filename}"}, status_code=400)
-        buf = io.BytesIO()
-        Image.fromarray(((gray < 80) * 255).astype(np.uint8)).save(buf, format="PNG")
+        levels = (255 - gray).astype(np.uint8)
+        mask = gray < 80
         return JSONResponse(
             {
-                "mask_png": base64.b64encode(buf.getvalue()).decode(),
+                "mask_png": base64.b64encode(png(mask.astype(np.uint8) * 255)).decode(),
+                "probability_png": base64.b64encode(png(levels)).decode() if probabilities else None,
                 "width": gray.shape[1],
                 "height": gray.shape[0],
                 "threshold": 0.5,
-                "statistics": {
-                    "crack_ratio": float((gray < 80).mean()),
-                    "skeleton_length_px": 10.0,
-                    "max_width_px": 3.0,
-                    "mean_width_px": 2.0,
-                    "n_segments": 1,
-                    "severity": "low",
-                },
+                # The statistics of the real contract, computed by the code the predictor uses.
+                "statistics": crack_statistics(mask).model_dump(),
                 "inference_ms": 5.0,
                 "model_version": "3",
                 "content_type": file.content_type,
@@ -118,13 +120,21 @@ def make_app(b: Behaviour) -> FastAPI:
         mask: UploadFile | None = File(None),
         verdict: str | None = Form(None),
         comment: str | None = Form(None),
+        predicted: UploadFile | None = File(None),
+        model_version: str | None = Form(None),
     ) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return JSONResponse({"error": "missing or bad bearer token"}, status_code=401)
         data = await file.read()
-        b.saved.append(
-            {"verdict": verdict, "comment": comment, "has_mask": mask is not None, "size": len(data)}
-        )
+        entry: dict[str, object] = {
+            "verdict": verdict, "comment": comment, "has_mask": mask is not None, "size": len(data)
+        }  # fmt: skip
+        if predicted is not None or model_version is not None:
+            entry |= {
+                "predicted": await predicted.read() if predicted else None,
+                "model_version": model_version,
+            }
+        b.saved.append(entry)
         return JSONResponse(
             {
                 "id": hashlib.sha256(data).hexdigest(),
@@ -199,6 +209,31 @@ def test_ping_and_predict_parse_the_contract(client: PredictorClient) -> None:
     assert (prediction.width, prediction.height) == (48, 32) and mask.shape == (32, 48)
     assert mask[11].all() and not mask[0].any()
     assert prediction.statistics.severity == "low" and prediction.model_version == "3"
+    assert prediction.statistics.n_segments == 1 and prediction.statistics.cracks[0].length_px == 48
+    levels = np.asarray(Image.open(io.BytesIO(prediction.probability_png or b"")))
+    assert levels.shape == (32, 48), "the UI asks for the probability map by default"
+    assert client.predict(jpeg(), "road.jpg", probabilities=False).probability_png is None
+
+
+def test_feedback_carries_the_shown_mask_and_its_version(
+    client: PredictorClient, behaviour: Behaviour
+) -> None:
+    shown = png(np.zeros((32, 48), np.uint8))
+    client.save_for_retrain(jpeg(), "road.jpg", verdict="correct", predicted_png=shown, model_version="3")
+    assert behaviour.saved[0]["predicted"] == shown and behaviour.saved[0]["model_version"] == "3"
+    with pytest.raises(ValueError, match="go together"):
+        client.save_for_retrain(jpeg(), "road.jpg", verdict="correct", model_version="3")
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_write_is_never_repeated_after_it_may_have_reached_the_server(
+    client: PredictorClient, behaviour: Behaviour, sleeps: list[float], status: int
+) -> None:
+    # A proxy's 502/503/504 can come after the predictor stored the label: repeating it would store it twice.
+    behaviour.fail_times, behaviour.fail_status = 1, status
+    with pytest.raises(PredictorUnavailable):
+        client.save_for_retrain(jpeg(), "road.jpg", verdict="correct")
+    assert behaviour.hits["/save-for-retrain"] == 1 and sleeps == []
 
 
 def test_save_for_retrain_sends_mask_verdict_comment_and_token(

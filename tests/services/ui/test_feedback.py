@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.ui.client import CrackStatistics, FeedbackStats
-from services.ui.feedback import backlog, choose_mask, statistics_rows
+from services.ui.client import FeedbackStats
+from services.ui.feedback import backlog, choose_mask
 
 
 def png(array: np.ndarray) -> bytes:
@@ -71,26 +71,3 @@ def test_backlog_uses_the_predictor_threshold_then_the_default() -> None:
     assert (due.count, due.threshold, due.fraction) == (25, 20, 1.0) and "retraining is due" in due.text
     waiting = backlog(stats(5, None), default_threshold=20)
     assert waiting.fraction == 0.25 and waiting.text == "5 / 20 labelled images until the next retraining."
-
-
-def test_statistics_rows_format_the_predictor_numbers() -> None:
-    rows = dict(
-        statistics_rows(
-            CrackStatistics(
-                crack_ratio=0.0123,
-                skeleton_length_px=412.4,
-                max_width_px=7.25,
-                mean_width_px=2.0,
-                n_segments=3,
-                severity="moderate",
-            )
-        )
-    )
-    assert rows == {
-        "Severity": "moderate",
-        "Crack area": "1.23 %",
-        "Length": "412 px",
-        "Max width": "7.2 px",
-        "Mean width": "2.0 px",
-        "Segments": "3",
-    }

@@ -12,8 +12,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
+from services.common.crackstats import CrackStatistics
 from services.ui.client import RetrainOutcome
 from services.ui.registry import ModelVersion
+from tests.helpers.procs import REPO
 from tests.services.ui.fakes import FakePredictor, FakeRegistry
 
 MakeApp = Callable[[str | None], AppTest]
@@ -53,6 +55,15 @@ def test_sidebar_says_the_predictor_is_down_then_recovers(
 
 
 # -- inspect -----------------------------------------------------------------------------------------------------
+def expected_statistics(data: bytes) -> CrackStatistics:
+    """What the pages must show: the fake's real measurement of the photo (a fresh fake, so no call is counted)."""
+    return FakePredictor().predict(data).statistics
+
+
+def sample_bytes(name: str = SAMPLE) -> bytes:
+    return (REPO / "services" / "ui" / "samples" / name).read_bytes()
+
+
 def test_inspect_sample_shows_statistics_and_downloads(make_app: MakeApp, predictor: FakePredictor) -> None:
     at = make_app(None)
     assert at.info, "the empty page says what to do"
@@ -60,17 +71,74 @@ def test_inspect_sample_shows_statistics_and_downloads(make_app: MakeApp, predic
     at.button[0].click().run()
     no_exception(at)
     labels = {m.label: m.value for m in at.metric}
-    assert set(labels) == {"Severity", "Crack area", "Length", "Max width", "Mean width", "Segments"}
-    assert labels["Severity"] == "moderate", "the fake finds the dark crack strokes of the sample"
-    assert "Model v7" in texts(at, "caption") and "12 ms" in texts(at, "caption")
+    assert set(labels) == {"Severity", "Crack area", "Length", "Max width", "Mean width", "Cracks"}
+    expected = expected_statistics(sample_bytes())
+    assert labels["Severity"] == expected.severity and labels["Cracks"] == str(expected.n_segments)
+    assert labels["Length"] == f"{expected.skeleton_length_px:.0f} px"
+    caption = texts(at, "caption")
+    assert "Model v7" in caption and "12 ms" in caption and "uncalibrated" in caption
+    assert "not a registered version" in caption
     assert predictor.calls.count("predict") == 1
+    table = at.dataframe[0].value
+    assert list(table["id"]) == list(range(1, expected.n_segments + 1))
+    assert len(at.get("vega_lite_chart")) == 1, "the width histogram"
 
     # Changing the opacity re-renders from the cached prediction: no second inference.
-    at.slider[0].set_value(0.8).run()
+    at.slider[1].set_value(0.8).run()
     no_exception(at)
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
-    assert captions == ["Original · 480×320 px", "Mask", "Overlay · opacity 0.80"]
+    assert captions == ["Original · 480×320 px", "Mask · threshold 0.50", "Overlay · opacity 0.80"]
     assert predictor.calls.count("predict") == 1
+
+
+def test_threshold_slider_rethresholds_without_inference(make_app: MakeApp, predictor: FakePredictor) -> None:
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    area = {m.label: m.value for m in at.metric}["Crack area"]
+    at.slider[0].set_value(0.2).run()  # p ≥ 0.2: the fake's gray ≤ 204, far more pixels
+    no_exception(at)
+    lower = {m.label: m.value for m in at.metric}["Crack area"]
+    assert float(lower.split()[0]) > float(area.split()[0])
+    assert "Mask · threshold 0.20" in [img.proto.imgs[0].caption for img in at.get("image")]
+    assert predictor.calls.count("predict") == 1, "no new inference"
+
+
+def test_pixel_size_adds_millimetres_and_the_surface_rule(make_app: MakeApp) -> None:
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    at.number_input[0].set_value(0.5).run()
+    at.selectbox[0].set_value("concrete").run()
+    no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    expected = expected_statistics(sample_bytes())
+    assert (
+        metrics["Length"]
+        == f"{expected.skeleton_length_px:.0f} px · {expected.skeleton_length_px * 0.5:.2f} mm"
+    )
+    assert "concrete, ACI 224R style" in texts(at, "caption")
+    assert "length_mm" in at.dataframe[0].value.columns
+
+
+def test_inspect_shows_the_versions_headline_metrics(
+    make_app: MakeApp, registry: FakeRegistry, predictor: FakePredictor
+) -> None:
+    registry.versions = [version(7, "promoted", 0.66, champion=True)]
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    no_exception(at)
+    assert "Model v7 (f1_ods 0.660 · precision 0.770)" in texts(at, "caption")
+
+
+def test_inspect_without_the_registry_still_inspects(make_app: MakeApp, registry: FakeRegistry) -> None:
+    registry.down = True
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    no_exception(at)
+    assert "metrics unavailable" in texts(at, "caption") and len(at.metric) == 6
 
 
 def test_inspect_upload_several_images(make_app: MakeApp, predictor: FakePredictor) -> None:
@@ -84,7 +152,7 @@ def test_inspect_upload_several_images(make_app: MakeApp, predictor: FakePredict
     no_exception(at)
     assert [h.value for h in at.subheader] == ["dark.png", "light.png"]
     severities = [m.value for m in at.metric if m.label == "Severity"]
-    assert severities == ["moderate", "none"]
+    assert severities == [expected_statistics(png(dark)).severity, "none"] == ["high", "none"]
     assert predictor.calls.count("predict") == 2
 
 
@@ -156,9 +224,35 @@ def test_correct_verdict_correct_sends_the_prediction_as_label(
     expected = np.asarray(Image.open(io.BytesIO(predictor.predict(sent.image).mask_png)))
     assert mask.shape == (320, 480) and np.array_equal(mask, expected)
     assert sent.image[:2] == b"\xff\xd8", "the original bytes are sent, not a re-encoding"
+    assert sent.model_version == "7" and sent.predicted_png is not None, (
+        "attributed to the shown mask's version"
+    )
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sent.predicted_png))), expected)
     assert "Stored concrete_single_crack.jpg as" in texts(at, "success")
     progress = [p.proto.text for p in at.get("progress")]
     assert any("1 / 3" in t for t in progress), progress
+
+
+def test_correct_starts_from_the_mask_seen_at_the_inspect_threshold(
+    make_app: MakeApp, predictor: FakePredictor
+) -> None:
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    at.slider[0].set_value(0.3).run()
+    at.button(key="correct-0").click().run()
+    no_exception(at)
+    predictor.model_version = "8"  # the predictor moved on; the shown mask is still version 7's
+    at.radio[0].set_value("correct")
+    at.button(key="FormSubmitter:send-feedback-Send feedback").click().run()
+    no_exception(at)
+    sent = predictor.saved[0]
+    gray = np.asarray(Image.open(io.BytesIO(sample_bytes())).convert("L"))
+    seen = (255 - gray) >= 0.3 * 255
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sent.mask_png or b""))) > 0, seen)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sent.predicted_png or b""))) > 0, seen)
+    assert sent.model_version == "7"
+    assert predictor.calls.count("predict") == 1, "saving never re-runs inference"
 
 
 def test_correct_requires_a_verdict(make_app: MakeApp, predictor: FakePredictor) -> None:
