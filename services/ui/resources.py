@@ -105,29 +105,35 @@ def set_session_images(images: list[UploadedImage]) -> None:
     st.session_state[IMAGES_KEY] = list(unique.values())[:MAX_SESSION_IMAGES]
 
 
+def remembered(widget_key: str, stored_key: str, default: object) -> None:
+    """Seed a widget from a session value that outlives it (Streamlit drops a widget's state on pages that do not
+    draw it). Only before the widget is drawn; the widget's key stays stable, so it keeps focus across reruns."""
+    if widget_key not in st.session_state or st.session_state.pop(f"{widget_key}.reseed", False):
+        st.session_state[widget_key] = st.session_state.get(stored_key, default)
+
+
 def calibration_controls() -> tuple[float | None, Surface]:
     """Pixel size and surface inputs; the values live in the session, so every page uses the same calibration."""
     left, right = st.columns(2)
-    stored = float(st.session_state.get(PIXEL_SIZE_KEY) or 0.0)
+    remembered(f"{PIXEL_SIZE_KEY}.input", PIXEL_SIZE_KEY, 0.0)
     value = left.number_input(
         "Pixel size (mm per pixel, 0 = not calibrated)",
         min_value=0.0,
         max_value=1000.0,
-        value=stored,
         step=0.01,
         format="%.4f",
-        key=f"{PIXEL_SIZE_KEY}.input.{stored}",  # a new key when the reference tool sets a new value
+        key=f"{PIXEL_SIZE_KEY}.input",
     )
-    surfaces = list(SURFACES)
+    remembered(f"{SURFACE_KEY}.input", SURFACE_KEY, "asphalt")
     surface = right.selectbox(
-        "Surface (severity rule when calibrated)",
-        surfaces,
-        index=surfaces.index(st.session_state.get(SURFACE_KEY, "asphalt")),
+        "Surface (severity rule when calibrated)", list(SURFACES), key=f"{SURFACE_KEY}.input"
     )
-    st.session_state[PIXEL_SIZE_KEY] = value or None
+    st.session_state[PIXEL_SIZE_KEY] = value or 0.0
     st.session_state[SURFACE_KEY] = surface
-    return (value or None), surface  # type: ignore[return-value]
+    return (float(value) or None), surface  # type: ignore[return-value]
 
 
 def set_pixel_size(mm_per_px: float) -> None:
+    """Set the pixel size from outside its input (the reference tool); the input shows it after the rerun."""
     st.session_state[PIXEL_SIZE_KEY] = mm_per_px
+    st.session_state[f"{PIXEL_SIZE_KEY}.input.reseed"] = True

@@ -60,19 +60,31 @@ if not images:
     st.info("Upload a photo or pick a sample, then press **Analyse**.")
     st.stop()
 
+
+def model_threshold(image: UploadedImage) -> float:
+    """The slider starts at the model's own threshold (from the cached prediction; 0.5 when there is none)."""
+    client = resources.predictor()
+    try:
+        decode_image(image.data)  # an unreadable file is reported below and never sent
+        return resources.predict(client, client.cache_key, image.data, image.name).threshold
+    except (ValueError, PredictorError):
+        return 0.5
+
+
+client = resources.predictor()
 threshold_col, opacity_col = st.columns(2)
+resources.remembered(f"{resources.THRESHOLD_KEY}.input", resources.THRESHOLD_KEY, model_threshold(images[0]))
 threshold = threshold_col.slider(
     "Threshold (crack probability)",
     0.05,
     0.95,
-    float(st.session_state.get(resources.THRESHOLD_KEY, 0.5)),
-    0.01,
+    step=0.01,
+    key=f"{resources.THRESHOLD_KEY}.input",
     help="Re-thresholds the probability map here, without a new inference.",
 )
 st.session_state[resources.THRESHOLD_KEY] = threshold
 opacity = opacity_col.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
 mm_per_px, surface = resources.calibration_controls()
-client = resources.predictor()
 
 
 def overlay_jpeg(

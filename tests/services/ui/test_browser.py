@@ -1,7 +1,9 @@
 """The one real-browser test: Chromium (Debian's, driven by Playwright) against a running UI and predictor.
 
-Upload a CrackForest photo, see the mask, paint a missed crack on the canvas with the mouse, send it, and find the
-feedback record with the corrected mask on disk. A screenshot of each page goes to tests/artifacts/.
+Upload a CrackForest photo, see the mask, move the threshold slider (re-thresholded in the UI, no new inference),
+paint a missed crack on the canvas with the mouse, send it, and find the feedback record with the corrected mask,
+the shown mask and its model version on disk; then run two photos on the Batch page and download the report.
+A screenshot of each page goes to tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -152,12 +154,32 @@ def test_inspect_correct_send_and_follow_the_models(
     page.get_by_role("button", name="Analyse").click()
     expect(page.get_by_text("Download mask (PNG)")).to_be_visible(timeout=60_000)
     expect(page.get_by_text(f"Original · {width}×{height} px")).to_be_visible()
-    expect(page.get_by_text("Mask", exact=True)).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^Model v2 · \d+ ms · threshold"))).to_be_visible()
+    expect(
+        page.get_by_text(
+            re.compile(r"^Model v2 \(f1_ods 0\.640 · precision 0\.600 · recall 0\.700\) · \d+ ms")
+        )
+    ).to_be_visible()
+    start = page.get_by_text(re.compile(r"^Mask · threshold 0\.\d\d$")).inner_text()
+    model_threshold = float(start.rsplit(" ", 1)[1])
+    expect(page.get_by_text(re.compile(rf"model threshold {model_threshold:.2f}"))).to_be_visible()
+    area_before = page.locator("[data-testid=stMetric]", has_text="Crack area").inner_text()
     page.screenshot(path=ARTIFACTS / "ui-inspect.png")
+
+    # The threshold slider: ten steps down with the keyboard; the mask and the numbers follow, no new inference.
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(10):
+        slider.press("ArrowLeft")
+    lowered = f"{model_threshold - 0.10:.2f}"
+    expect(page.get_by_text(f"Mask · threshold {lowered}")).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid=stMetric]", has_text="Crack area")).not_to_have_text(area_before)
+    page.screenshot(path=ARTIFACTS / "ui-inspect-threshold.png")
 
     # Correct: a horizontal stroke across the middle of the photo with the paint brush.
     page.get_by_role("button", name="Correct this one").click()
+    # Wait for the Correct page itself: the Inspect page has a canvas too (the reference-line tool).
+    expect(page.get_by_text(re.compile(r"· 0 pixels changed"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"at threshold {lowered}", exact=False)).to_be_visible()
     canvas = page.locator("canvas.upper-canvas")
     expect(canvas).to_be_visible(timeout=30_000)
     box = canvas.bounding_box()
@@ -196,6 +218,9 @@ def test_inspect_correct_send_and_follow_the_models(
     record = json.loads((feedback_dir / "records" / f"{record_id.group(0)}.json").read_text())
     assert record["has_mask"] is True and record["verdict"] == "missed_cracks"
     assert record["comment"] == "crack across the middle"
+    assert record["model_version"] == "2", "attributed to the version that made the shown mask"
+    shown = np.asarray(Image.open(feedback_dir / record["predicted_mask_file"]).convert("L"))
+    assert shown.shape == (height, width)
     mask = np.asarray(Image.open(io.BytesIO((feedback_dir / record["mask_file"]).read_bytes())).convert("L"))
     assert mask.shape == (height, width)
     row = height // 2
@@ -217,3 +242,19 @@ def test_inspect_correct_send_and_follow_the_models(
     expect(page.locator("[data-testid=stDataFrame] canvas").first).to_be_visible(timeout=15_000)
     page.wait_for_timeout(1500)  # the chart and the grid draw on canvases after they appear
     page.screenshot(path=ARTIFACTS / "ui-models.png")
+
+    # Batch: two photos through the predictor, then the HTML report as a download.
+    page.get_by_role("link", name="Batch").click()
+    second = datasets_root / "crackforest" / "images" / "005.jpg"
+    expect(page.get_by_text("Upload photos or a ZIP, then press")).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files([str(photo), str(second)])
+    # Streamlit uploads in the background: the form is sent once both files are listed as uploaded.
+    expect(page.get_by_text("005.jpg", exact=True)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"{PHOTO}.jpg", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_text("2 photos: 2 measured, 0 failed.")).to_be_visible(timeout=120_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="report.html").click()
+    report = Path(download.value.path()).read_text()
+    assert "Totals by severity" in report and f"{PHOTO}.jpg" in report and "005.jpg" in report
+    page.screenshot(path=ARTIFACTS / "ui-batch.png")
