@@ -111,7 +111,10 @@ def headline(version: str | None) -> str:
 def reference_tool(image: UploadedImage, rgb_width: int, rgb_height: int) -> None:
     """Draw a line over something of known length; its length in pixels gives the pixel size."""
     width, height = display_size(rgb_width, rgb_height, REFERENCE_MAX, REFERENCE_MAX)
-    with st.expander("Pixel size from a reference of known length"):
+    # A toggle, not an expander: the canvas exists only while it is used (a collapsed expander still runs it).
+    if not st.toggle("Pixel size from a reference of known length", key="reference-on"):
+        return
+    with st.container(border=True):
         st.caption(
             f"On {image.name}: draw a line along an object whose length you know, then enter its length."
         )

@@ -185,13 +185,21 @@ def test_inspect_correct_send_and_follow_the_models(
     box = canvas.bounding_box()
     assert box is not None and round(box["width"]) == width, "a CrackForest photo fits the canvas unscaled"
     y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.2, y)
-    page.mouse.down()
-    for step in range(1, 25):
-        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * step / 24), y, steps=2)
-    page.mouse.up()
     painted = page.get_by_text(re.compile(r"· [1-9]\d* pixels changed"))
-    expect(painted).to_be_visible(timeout=30_000)
+    # The canvas component may still be starting when it first shows (a loaded CPU): a stroke it missed is drawn
+    # again; the same stroke twice paints the same pixels.
+    for attempt in range(3):
+        page.mouse.move(box["x"] + box["width"] * 0.2, y)
+        page.mouse.down()
+        for step in range(1, 25):
+            page.mouse.move(box["x"] + box["width"] * (0.2 + 0.6 * step / 24), y, steps=2)
+        page.mouse.up()
+        try:
+            expect(painted).to_be_visible(timeout=15_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     painted_text = painted.inner_text()
 
     # Erase the middle of that stroke again: the label must have a gap there.

@@ -121,6 +121,20 @@ def test_pixel_size_adds_millimetres_and_the_surface_rule(make_app: MakeApp) -> 
     assert "length_mm" in at.dataframe[0].value.columns
 
 
+def test_reference_tool_asks_for_a_line_first(make_app: MakeApp) -> None:
+    at = make_app(None)
+    at.multiselect[0].set_value([SAMPLE])
+    at.button[0].click().run()
+    assert not any(n.label == "Its real length (mm)" for n in at.number_input), "no canvas until asked"
+    at.toggle(key="reference-on").set_value(True).run()
+    no_exception(at)
+    assert "No line drawn yet." in texts(at, "caption")
+    at.number_input(key="reference-mm").set_value(100.0).run()
+    at.button(key="reference-apply").click().run()
+    assert "draw a reference line on the photo first" in texts(at, "error")
+    assert at.number_input[0].value == 0.0, "the pixel size is unchanged"
+
+
 def test_inspect_shows_the_versions_headline_metrics(
     make_app: MakeApp, registry: FakeRegistry, predictor: FakePredictor
 ) -> None:
