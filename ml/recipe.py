@@ -157,13 +157,17 @@ def finalize(
         "val_ois": report.ois,
         "val_ap": report.ap,
         "val_f1_at_threshold": report.model_threshold["f1"],
+        "val_precision_at_threshold": report.model_threshold["precision"],
+        "val_recall_at_threshold": report.model_threshold["recall"],
+        "val_f1_at_0_5": report.f1_at_0_5,
         "val_ece_before": cal.ece_before,
         "val_ece_after": cal.ece_after,
     }
     new_config = config.model_copy(
         update={
             "threshold": threshold,
-            "metrics": {**config.metrics, **metrics},
+            # Threshold-dependent numbers from training predate calibration: only the epoch carries over.
+            "metrics": {"best_epoch": config.metrics.get("best_epoch", 0.0), **metrics},
             "calibration": {"method": "platt", "scale": cal.scale, "bias": cal.bias, "folded_into": "head"},
         }
     )
