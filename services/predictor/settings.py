@@ -8,8 +8,6 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_NAME = "crackseg"
-
 
 class Settings(BaseSettings):
     """Everything the predictor can be told. ``model_source`` is required: there is no sensible default model."""

@@ -101,7 +101,7 @@ def rollback_cmd(
     ] = None,
 ) -> None:
     """Point the champion alias back at an earlier version and roll the predictor onto it."""
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
     from services.retrain.rollback import rollback
     from services.retrain.rollout import build_rollout
     from services.retrain.settings import RolloutSettings

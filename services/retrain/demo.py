@@ -87,7 +87,7 @@ class Proc:
 
 def champion_model(root: Path, tracking_uri: str, base: Path) -> str:
     """Register the starter model (or a tiny trained one) as a version, alias it champion; returns the version."""
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
 
     registry = Registry(tracking_uri)
     starter = REPO / "models" / "starter"
@@ -124,8 +124,8 @@ def ping(url: str) -> str:
 
 def main() -> int:
     from ml.data import synthetic
+    from ml.registry import Registry
     from services.retrain.modelstore import export_version
-    from services.retrain.promote import Registry
 
     root = REPO / "state" / "loop-demo"
     shutil.rmtree(root, ignore_errors=True)

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from ml.fsutil import atomic_write_bytes, atomic_write_json
+from ml.registry import Registry
 from services.retrain.errors import ExportError
-from services.retrain.promote import Registry
 
 SUMS_FILE = "SHA256SUMS"
 FILES = ("model.safetensors", "config.json")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome
 from services.retrain import events
 from services.retrain.errors import RegistryError, RolloutError
 from services.retrain.modelstore import export_version
-from services.retrain.promote import Registry
 from services.retrain.rollout import Rollout
 from services.retrain.settings import RolloutSettings
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
 from services.retrain import events
 from services.retrain.errors import ConfigError, InjectedCrash, KubeError, RolloutError
@@ -28,7 +29,7 @@ from services.retrain.journal import RunJournal, load_journal, save_journal
 from services.retrain.kube import Kube
 from services.retrain.modelstore import export_version
 from services.retrain.plan import make_plan, validate_run_name
-from services.retrain.promote import Registry, gate
+from services.retrain.promote import gate
 from services.retrain.rollout import Rollout
 from services.retrain.settings import RunSettings
 

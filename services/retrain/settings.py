@@ -14,9 +14,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_NAME = "crackseg"
-CHAMPION_ALIAS = "champion"
-
 
 class CommonSettings(BaseSettings):
     """What every retraining command needs: where the feedback lives and how to reach Kubernetes."""

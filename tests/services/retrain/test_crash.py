@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore
 from services.retrain.errors import InjectedCrash
 from services.retrain.journal import load_journal
 from services.retrain.modelstore import verify_export
 from services.retrain.plan import make_plan
-from services.retrain.promote import Registry
 from services.retrain.rollout import HttpRollout
 from services.retrain.run import STEPS, RetrainRun
 from services.retrain.settings import RunSettings

@@ -496,7 +496,7 @@ def test_unloadable_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
 def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
     from services.retrain.run import RetrainRun
     from services.retrain.settings import RunSettings
 

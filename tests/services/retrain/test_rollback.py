@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore
 from services.retrain.errors import RegistryError, RolloutTimeoutError
 from services.retrain.modelstore import verify_export
-from services.retrain.promote import Registry
 from services.retrain.rollback import rollback
 from services.retrain.rollout import DeploymentRollout
 from services.retrain.settings import RolloutSettings

@@ -91,8 +91,8 @@ def test_run_names_are_validated(bad: str) -> None:
 
 
 def test_unwritable_work_dir_is_a_clear_error(tmp_path: Path) -> None:
+    from ml.registry import Registry
     from services.retrain.errors import ConfigError
-    from services.retrain.promote import Registry
     from services.retrain.run import RetrainRun
 
     blocker = tmp_path / "file"
