@@ -25,6 +25,12 @@ class AlreadyRunningError(RetrainError):
     exit_code = 3
 
 
+class GaveUpError(RetrainError):
+    """The run spent its attempts; new feedback or ``crackseg retrain retry`` starts it again (exit 4)."""
+
+    exit_code = 4
+
+
 class KubeError(RetrainError):
     """A Kubernetes API call failed; the message names kind, namespace/name and the HTTP status."""
 

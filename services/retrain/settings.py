@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     kube_context: str | None = None
     kube_retries: int = Field(3, ge=0, le=10)
     kube_timeout_s: float = Field(30.0, gt=0)
+    # Tries of one retraining run (in-process retries and restarts after a crash together); then it waits for
+    # new feedback or `crackseg retrain retry`, which grants this many again.
+    retrain_max_attempts: int = Field(3, ge=1, le=20)
 
     @property
     def journal_dir(self) -> Path:
@@ -99,6 +102,9 @@ class RunSettings(RolloutSettings):
     )
     # Inside a cluster the run labels its Job crackseg.io/outcome (needs `patch` on jobs; best effort).
     retrain_label_job: bool = Field(default_factory=lambda: "KUBERNETES_SERVICE_HOST" in os.environ)
+    # Wait before the n-th in-process retry: retry_wait_s * 2**(n-1), at most retry_wait_max_s (tenacity).
+    retrain_retry_wait_s: float = Field(30.0, ge=0)
+    retrain_retry_wait_max_s: float = Field(600.0, ge=0)
     # Failure injection for the crash-consistency tests: "<step>" or "<step>:kill" (see run.STEPS).
     retrain_fail_at: str | None = None
     git_commit: str | None = Field(None, validation_alias=AliasChoices("CRACKSEG_GIT_COMMIT", "GIT_COMMIT"))
