@@ -20,6 +20,8 @@ from typing import IO
 
 import httpx
 
+from ml.fsutil import atomic_write_bytes
+
 
 class UpError(RuntimeError):
     """Something prevents the system from starting; the message says what and how to fix it."""
@@ -56,53 +58,84 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class PidLock:
-    """An exclusive lock on ``<state>/up.pid`` holding the supervisor's PID."""
+    """One supervisor per state folder: an ``flock`` on ``<name>.lock`` held for life, the PID in ``<name>.pid``.
 
-    def __init__(self, path: Path) -> None:
+    The kernel lock is the only truth (it dies with the process, ``kill -9`` included). The lock file is never
+    deleted: deleting it would let a waiter lock the old inode while a newcomer locks a new file, two
+    "exclusive" holders. The PID file is only a label, written atomically after the lock is taken and removed
+    before it is released; readers poll it briefly, so they never report a live supervisor as gone.
+    """
+
+    def __init__(self, path: Path, wait_s: float = 1.0) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self.lock_path = path.with_suffix(".lock")
+        self.wait_s = (
+            wait_s  # a reader's probe holds the lock for microseconds: wait that out, not a supervisor
+        )
+        self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held for the supervisor's lifetime
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            f.close()
-            raise UpError(
-                f"crackseg is already running (supervisor pid {pid}, lock {self.path}); "
-                "stop it with `make down` or Ctrl-C in its terminal"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._file = f
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while not _try_flock(fd, fcntl.LOCK_EX):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                pid = read_supervisor_pid(self.path)
+                raise UpError(
+                    f"crackseg is already running (supervisor pid {pid or '?'}, lock {self.lock_path}); "
+                    "stop it with `make down` or Ctrl-C in its terminal"
+                )
+            time.sleep(0.02)
+        self._fd = fd
+        atomic_write_bytes(self.path, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
 
 
-def read_supervisor_pid(path: Path) -> int | None:
-    """PID of a running supervisor holding ``path``, or None when none holds it."""
+def _try_flock(fd: int, mode: int) -> bool:
     try:
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = f.read().strip()
-                return int(text) if text.isdigit() else None
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return None
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_supervisor_pid(path: Path, wait_s: float = 2.0) -> int | None:
+    """PID of a running supervisor of ``path`` (its ``.pid`` file), or None when none holds the lock."""
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        if _try_flock(fd, fcntl.LOCK_SH):
+            return None  # nobody holds it exclusively (closing our descriptor drops the shared probe)
+        deadline = time.monotonic() + wait_s
+        while True:  # held: the PID file may not be written yet, or still name a crashed predecessor
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(path.read_text().strip())
+                if _alive(pid):
+                    return pid
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
 
 
 class Supervisor:
