@@ -1,7 +1,7 @@
-"""A small process supervisor: health-gated start in order, logs per process, clean stop of every child.
+"""``crackseg up``'s supervisor: health-gated start in order, logs per process, clean stop of every child.
 
-Each child runs in its own process group so that stopping it also stops whatever it spawned (MLflow's
-workers, Streamlit's server). One supervisor per state folder: a second one is refused by an flock'd pidfile.
+The children are :class:`services.common.procs.ManagedProcess` (own process group, stopped whole). One
+supervisor per state folder: a second one is refused by :class:`PidLock`.
 """
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
-import httpx
 
 from ml.fsutil import atomic_write_bytes
+from services.common.procs import ManagedProcess, NotReadyError, tail
 
 
 class UpError(RuntimeError):
@@ -42,9 +39,11 @@ class ServiceSpec:
 @dataclass
 class Running:
     spec: ServiceSpec
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
+    proc: ManagedProcess
+
+    @property
+    def log_path(self) -> Path:
+        return self.proc.log_path
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -156,19 +155,9 @@ class Supervisor:
             )
 
     def start(self, spec: ServiceSpec) -> Running:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{spec.name}.log"
-        log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop_all()
         self.echo(f"  starting {spec.name:<11} log: {log_path}")
-        proc = subprocess.Popen(
-            list(spec.cmd),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
-            start_new_session=True,
-        )
-        running = Running(spec, proc, log_path, log_file)
+        running = Running(spec, ManagedProcess(spec.cmd, log_path, spec.env))
         self.running.append(running)
         if spec.health_url:
             self.wait_healthy(running)
@@ -176,68 +165,42 @@ class Supervisor:
 
     def wait_healthy(self, running: Running) -> None:
         spec = running.spec
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < spec.start_timeout:
-            if running.proc.poll() is not None:
+        assert spec.health_url is not None
+        try:
+            took = running.proc.wait_http(spec.health_url, timeout=spec.start_timeout)
+        except NotReadyError as e:
+            code = running.proc.returncode
+            if code is not None:
                 raise UpError(
-                    f"{spec.name} exited with code {running.proc.returncode} while starting; "
+                    f"{spec.name} exited with code {code} while starting; "
                     f"last lines of {running.log_path}:\n{tail(running.log_path)}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                assert spec.health_url is not None
-                if httpx.get(spec.health_url, timeout=2.0).status_code == 200:
-                    self.echo(f"  {spec.name:<11} healthy after {time.monotonic() - t0:.1f}s")
-                    return
-            time.sleep(0.5)
-        raise UpError(
-            f"{spec.name} not healthy at {spec.health_url} after {spec.start_timeout:.0f}s; "
-            f"see {running.log_path}:\n{tail(running.log_path)}"
-        )
+                ) from e
+            raise UpError(
+                f"{spec.name} not healthy at {spec.health_url} after {spec.start_timeout:.0f}s; "
+                f"see {running.log_path}:\n{tail(running.log_path)}"
+            ) from e
+        self.echo(f"  {spec.name:<11} healthy after {took:.1f}s")
 
     def run_once(self, name: str, cmd: Sequence[str], env: dict[str, str], timeout: float) -> int:
-        """Run a short command to completion, logging to ``<name>.log``; returns its exit code."""
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.logs_dir / f"{name}.log", "ab") as log_file:
-            try:
-                return subprocess.run(
-                    list(cmd),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                    timeout=timeout,
-                    check=False,
-                    start_new_session=True,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                return 124
+        """Run a short command to completion, logging to ``<name>.log``; returns its exit code (124: timeout)."""
+        proc = ManagedProcess(cmd, self.logs_dir / f"{name}.log", env)
+        try:
+            return proc.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return 124
+        finally:
+            proc.stop(timeout=5)
 
     def dead(self) -> list[Running]:
-        return [r for r in self.running if r.proc.poll() is not None]
+        return [r for r in self.running if r.proc.returncode is not None]
 
     def stop_all(self, timeout: float = 20.0) -> None:
         for r in reversed(self.running):
-            if r.proc.poll() is None:
+            if r.proc.returncode is None:
                 self.echo(f"  stopping {r.spec.name}")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(r.proc.pid, signal.SIGTERM)
+                r.proc.terminate()
         deadline = time.monotonic() + timeout
         for r in reversed(self.running):
-            try:
-                r.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.echo(f"  {r.spec.name} ignored SIGTERM; killing it")
-            # Whatever is left in the group (the leader or its children) is killed.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(r.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                r.proc.wait(timeout=5)
-            r.log_file.close()
+            if not r.proc.stop(timeout=deadline - time.monotonic()):
+                self.echo(f"  {r.spec.name} ignored SIGTERM; killed it")
         self.running.clear()
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

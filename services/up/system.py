@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ml.registry import CHAMPION_URI
+from services.common.procs import MLFLOW_ENV, mlflow_server_command
 from services.retrain.executors import stop_active_run
 from services.up.settings import UpSettings
 from services.up.supervisor import PidLock, ServiceSpec, Supervisor, UpError
@@ -74,25 +76,10 @@ class LocalSystem:
         specs = [
             ServiceSpec(
                 "mlflow",
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--backend-store-uri",
-                    f"sqlite:///{st / 'mlflow' / 'mlflow.db'}",
-                    "--artifacts-destination",
-                    str(st / "mlflow" / "artifacts"),
-                    "--host",
-                    s.host,
-                    "--port",
-                    str(s.mlflow_port),
-                    "--workers",
-                    "1",
-                ],
+                mlflow_server_command(st / "mlflow", s.host, s.mlflow_port),
                 port=s.mlflow_port,
                 health_url=f"{s.url(s.mlflow_port)}/health",
-                env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                env={**env, **MLFLOW_ENV},
                 start_timeout=180,
             ),
             ServiceSpec(
@@ -101,7 +88,7 @@ class LocalSystem:
                     CRACKSEG,
                     "serve",
                     "--model",
-                    "models:/crackseg@champion",
+                    CHAMPION_URI,
                     "--host",
                     s.host,
                     "--port",
