@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODEL_NAME = "crackseg"
-CHAMPION_ALIAS = "champion"
-CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+from ml.names import CHAMPION_ALIAS, CHAMPION_URI, MODEL_NAME
+
+__all__ = ["CHAMPION_ALIAS", "CHAMPION_URI", "MODEL_NAME", "Registry", "RegistryError", "parse_model_uri"]
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$"

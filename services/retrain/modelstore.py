@@ -7,27 +7,18 @@ Torch-free: it hashes files and rewrites JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from ml.fsutil import atomic_write_bytes, atomic_write_json
+from ml.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 from ml.registry import Registry
 from services.retrain.errors import ExportError
 
 SUMS_FILE = "SHA256SUMS"
 FILES = ("model.safetensors", "config.json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_export(folder: Path) -> bool:

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.names import RETRAIN_THRESHOLD
+
 
 class CommonSettings(BaseSettings):
     """What every retraining command needs: where the feedback lives and how to reach Kubernetes."""
@@ -44,7 +46,7 @@ class CommonSettings(BaseSettings):
 class TriggerSettings(CommonSettings):
     """The trigger (CronJob): threshold, executor, Job template."""
 
-    retrain_threshold: int = Field(20, ge=1)
+    retrain_threshold: int = Field(RETRAIN_THRESHOLD, ge=1)
     executor: Literal["local", "kubernetes"] = "local"
     job_template: Path = Path("/etc/crackseg/job-template.yaml")
     # The local executor runs this command line with ``--name <run>`` appended.

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.retrain.modelstore import SUMS_FILE, sha256_file, verify_export
+from ml.fsutil import sha256_file
+from services.retrain.modelstore import SUMS_FILE, verify_export
 from services.retrain.promote import gate
 from services.retrain.settings import RunSettings
 
