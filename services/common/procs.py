@@ -129,7 +129,9 @@ class ManagedProcess:
 def mlflow_server_command(store: Path, host: str, port: int) -> list[str]:
     """The one MLflow server command line: SQLite backend ``<store>/mlflow.db``, proxied ``<store>/artifacts``."""
     return [
-        str(BIN / "mlflow"),
+        sys.executable,  # not BIN/mlflow: a venv that borrows its packages (a .pth file) has no mlflow script
+        "-m",
+        "mlflow",
         "server",
         "--backend-store-uri",
         f"sqlite:///{store / 'mlflow.db'}",
