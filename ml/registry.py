@@ -6,7 +6,8 @@ image has neither mlflow nor the ML core. MLflow is imported lazily, so importin
 torch-free.
 
 The download cache has one layout, shared by the predictor and ``crackseg eval``:
-``<cache_dir>/<model name>/v<N>/`` holding ``model.safetensors`` + ``config.json``, renamed into place whole.
+``<cache_dir>/<model name>/v<N>/`` holding ``model.safetensors`` + ``config.json``, built with
+:func:`ml.fsutil.atomic_dir` (renamed into place whole).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ml.fsutil import atomic_dir
 from ml.names import CHAMPION_ALIAS, CHAMPION_URI, MODEL_NAME
 
 __all__ = ["CHAMPION_ALIAS", "CHAMPION_URI", "MODEL_NAME", "Registry", "RegistryError", "parse_model_uri"]
@@ -243,19 +245,16 @@ class Registry:
         if is_checkpoint(target):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=target.parent))
-        try:
-            downloaded = self.download(version, staging)
+        with (
+            tempfile.TemporaryDirectory(prefix=f".v{version}.download.", dir=target.parent) as download,
+            atomic_dir(target) as staging,
+        ):
+            downloaded = self.download(version, Path(download))
             if not is_checkpoint(downloaded):
                 raise RegistryError(
                     f"version {version} of {self.name} lacks {' or '.join(CHECKPOINT_FILES)}: "
                     "not a crackseg checkpoint"
                 )
-            try:
-                os.replace(downloaded, target)
-            except OSError:
-                if not is_checkpoint(target):  # else another process won the race; keep its copy
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            for name in CHECKPOINT_FILES:
+                shutil.copyfile(downloaded / name, staging / name)
         return target
