@@ -19,21 +19,18 @@ until new feedback plans a new run or ``crackseg retrain retry`` grants more att
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tenacity
-
 from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
 from services.retrain import events
-from services.retrain.errors import ConfigError, GaveUpError, InjectedCrash, KubeError, RolloutError
+from services.retrain.attempts import inject, retrying
+from services.retrain.errors import ConfigError, GaveUpError, KubeError, RolloutError
 from services.retrain.executors import run_lock
 from services.retrain.journal import RunJournal, load_journal, save_journal
 from services.retrain.kube import Kube
@@ -45,21 +42,6 @@ from services.retrain.settings import RunSettings
 
 STEPS = ("snapshot", "train", "evaluate", "register", "export", "rollout", "promote", "watermark")
 EVAL_KEYS = ("f1_ods", "f1_at_0_5", "ois", "precision", "recall", "iou", "dice", "threshold_ods", "n_images")
-
-
-def _inject(settings: RunSettings, step: str) -> None:
-    """The failure-injection hook: after ``step``'s side effects, before the journal records it."""
-    if not settings.retrain_fail_at:
-        return
-    wanted, _, mode = settings.retrain_fail_at.partition(":")
-    if wanted not in STEPS:
-        raise ConfigError(f"CRACKSEG_RETRAIN_FAIL_AT step {wanted!r} unknown; valid: {', '.join(STEPS)}")
-    if wanted != step:
-        return
-    events.emit("injected_failure", step=step, mode=mode or "raise")
-    if mode == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise InjectedCrash(f"injected crash after step {step}")
 
 
 def load_train_params(path: Path | None) -> Any:
@@ -110,7 +92,12 @@ class RetrainRun:
             if journal.gave_up:
                 raise GaveUpError(journal.refusal() or name)
             try:
-                self._retrying(journal)(self._attempt, journal)
+                retrying(
+                    journal,
+                    self.settings.retrain_retry_wait_s,
+                    self.settings.retrain_retry_wait_max_s,
+                    self.sleep,
+                )(self._attempt, journal)
             except Exception as e:
                 self._give_up(journal, e)
                 raise
@@ -130,32 +117,6 @@ class RetrainRun:
             plan=plan,
             parent_version=champion.version if champion else None,
             attempt_budget=self.settings.retrain_max_attempts,
-        )
-
-    def _retrying(self, journal: RunJournal) -> tenacity.Retrying:
-        """Retry what may pass next time (not a ConfigError, not a crash) until the attempt budget is spent."""
-        wait = self.settings.retrain_retry_wait_s
-
-        def budget_spent(_: tenacity.RetryCallState) -> bool:
-            return journal.attempts >= journal.attempt_budget
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            assert state.next_action is not None
-            events.emit(
-                "run_retry", run=journal.run_name, attempt=journal.attempts, wait_s=state.next_action.sleep
-            )
-
-        return tenacity.Retrying(
-            stop=budget_spent,
-            wait=tenacity.wait_exponential(
-                multiplier=wait, min=wait, max=self.settings.retrain_retry_wait_max_s
-            ),
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, Exception) and not isinstance(e, ConfigError)
-            ),
-            before_sleep=before_sleep,
-            sleep=self.sleep,
-            reraise=True,
         )
 
     def _attempt(self, journal: RunJournal) -> None:
@@ -180,7 +141,7 @@ class RetrainRun:
                 getattr(self, f"_{step}")(journal)
                 if journal.status == "rejected":
                     return
-                _inject(self.settings, step)
+                inject(self.settings.retrain_fail_at, step, STEPS)
                 journal.completed.append(step)
                 self._save(journal)
         except Exception as e:
