@@ -158,7 +158,9 @@ class RetrainRun:
         if journal.status != "failed":  # failed before any attempt started
             journal.status = "failed"
             journal.last_error = f"{type(error).__name__}: {error}"
-            self._save(journal)
+        if isinstance(error, ConfigError):  # no try will pass before someone fixes it: `retry` after the fix
+            journal.attempt_budget = journal.attempts
+        self._save(journal)
         self._record(journal, "failed", reason=journal.last_error)
         events.emit("run_failed", run=journal.run_name, attempts=journal.attempts, error=journal.last_error)
         self._label_outcome(journal.run_name, "failed")
