@@ -19,6 +19,7 @@ until new feedback plans a new run or ``crackseg retrain retry`` grants more att
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
