@@ -122,8 +122,23 @@ class ManagedProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        _wait_group_gone(self.proc.pid, timeout=5)
         self._log.close()
         return clean
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Poll until no process of group ``pgid`` exists any more (a killed child takes a moment to exit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        time.sleep(0.02)
+    return False
 
 
 def mlflow_server_command(store: Path, host: str, port: int) -> list[str]:
