@@ -6,7 +6,6 @@ input normalisation, the decision threshold, and lineage (dataset hash, git comm
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ml.fsutil import atomic_dir, atomic_write_json
+from ml.fsutil import atomic_dir, atomic_write_json, sha256_file
 from ml.models import create_model
 
 WEIGHTS_FILE = "model.safetensors"
@@ -112,11 +111,3 @@ def load_model(
         raise ValueError(f"weights in {weights} do not fit {config.arch} {config.arch_kwargs()}: {e}") from e
     module.to(device).eval()
     return LoadedModel(module=module, config=config, path=model_dir)
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-REGISTERED_MODEL = "crackseg"
+from ml.registry import MODEL_NAME, Registry, RegistryError, is_model_uri, parse_model_uri
+
+REGISTERED_MODEL = MODEL_NAME
 EXPERIMENT = "crackseg"
 DISABLED = frozenset({"none", "off", "disabled", "false", "0"})
-_MODEL_URI = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$"
-)
+__all__ = ["is_model_uri"]
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str | None:
@@ -36,10 +33,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str | None:
     if value.strip().lower() in DISABLED:
         return None
     return value.strip()
-
-
-def is_model_uri(value: str | os.PathLike[str]) -> bool:
-    return str(value).startswith("models:/")
 
 
 class Tracker:
@@ -75,11 +68,8 @@ class MlflowTracker(Tracker):
     """An MLflow run; create it with ``open_tracker``."""
 
     def __init__(self, uri: str, run_id: str) -> None:
-        from mlflow import MlflowClient
-
         self.uri = uri
         self.run_id = run_id
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         import mlflow
@@ -112,25 +102,10 @@ class MlflowTracker(Tracker):
         mlflow.set_tags(dict(tags))
 
     def register(self, artifact_path: str, tags: Mapping[str, str]) -> str | None:
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        try:
-            self.client.get_registered_model(REGISTERED_MODEL)
-        except MlflowException:
-            # Two trainers racing here both try to create it; the loser's "already exists" is harmless.
-            with contextlib.suppress(MlflowException):
-                self.client.create_registered_model(REGISTERED_MODEL)
-        if self.run_id is None:
+        if self.run_id is None or self.uri is None:
             raise RuntimeError("register() needs an active MLflow run")
-        run = mlflow.get_run(self.run_id)
-        version = self.client.create_model_version(
-            REGISTERED_MODEL,
-            source=f"{run.info.artifact_uri}/{artifact_path}",
-            run_id=self.run_id,
-            tags={k: str(v) for k, v in tags.items()},
-        )
-        return str(version.version)
+        registry = Registry(self.uri)
+        return registry.register(self.run_id, dict(tags), artifact_path=artifact_path).version
 
 
 @contextlib.contextmanager
@@ -176,65 +151,35 @@ def open_tracker(
     mlflow.end_run(status="FINISHED")
 
 
-def resolve_model_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
-    """``models:/name/N`` or ``models:/name@alias`` → (name, version number)."""
-    match = _MODEL_URI.match(uri)
-    if not match:
-        raise ValueError(f"{uri!r} is not a model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
-    name = match["name"]
-    if match["version"]:
-        return name, match["version"]
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
+def _registry(uri: str, tracking_uri: str | None) -> Registry:
     resolved = resolve_tracking_uri(tracking_uri)
     if resolved is None:
         raise ValueError(f"cannot resolve {uri}: MLflow tracking is disabled")
+    return Registry(resolved, parse_model_uri(uri).name)
+
+
+def resolve_model_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``models:/name/N`` or ``models:/name@alias`` → (name, version number)."""
+    parsed = parse_model_uri(uri)
+    if parsed.version is not None:
+        return parsed.name, parsed.version
     try:
-        mv = MlflowClient(tracking_uri=resolved, registry_uri=resolved).get_model_version_by_alias(
-            name, match["alias"]
-        )
-    except MlflowException as e:
-        raise ValueError(f"{uri}: no such alias in the registry at {resolved}: {e.message}") from e
-    return name, str(mv.version)
+        return parsed.name, _registry(uri, tracking_uri).resolve(uri).version
+    except RegistryError as e:
+        raise ValueError(str(e)) from e
 
 
 def download_model(
     uri: str, cache_dir: str | os.PathLike[str] | None = None, tracking_uri: str | None = None
 ) -> Path:
-    """Download a registered model's checkpoint folder into ``cache_dir/<name>/<version>`` (reused if present).
+    """Download a registered model's checkpoint folder into the shared cache (see :mod:`ml.registry`).
 
     ``cache_dir`` defaults to ``CRACKSEG_MODEL_CACHE_DIR`` or ``state/model-cache``. Returns the folder holding
     ``model.safetensors`` + ``config.json``.
     """
-    name, version = resolve_model_version(uri, tracking_uri)
+    _, version = resolve_model_version(uri, tracking_uri)
     cache = Path(cache_dir or os.environ.get("CRACKSEG_MODEL_CACHE_DIR", "state/model-cache"))
-    target = cache / name / version
-    if (target / "config.json").is_file():
-        return target
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    resolved = resolve_tracking_uri(tracking_uri)
-    if resolved is None:
-        raise ValueError(f"cannot download {uri}: MLflow tracking is disabled")
-    mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(resolved)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
     try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
-            )
-        )
-        if not (local / "config.json").is_file():
-            raise ValueError(f"{uri} (version {version}) holds no config.json: not a crackseg checkpoint")
-        if target.exists():  # another process won the race; keep its copy
-            return target
-        os.replace(local, target)
-    except MlflowException as e:
-        raise ValueError(f"cannot download {uri} from {resolved}: {e.message}") from e
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return _registry(uri, tracking_uri).cached(version, cache)
+    except RegistryError as e:
+        raise ValueError(f"cannot download {uri}: {e}") from e

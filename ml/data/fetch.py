@@ -8,7 +8,6 @@ then renames the file into place, so ``target`` is either absent or complete and
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import time
@@ -16,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from ml.fsutil import sha256_file
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
@@ -28,14 +29,6 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(ValueError):
     """The downloaded bytes do not have the expected sha256; the partial file has been deleted."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _validate_sha256(value: str | None) -> str | None:

@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ml.data.datasets import check_integrity, discover
-from ml.data.fetch import download, sha256_file
+from ml.data.fetch import download
 from ml.data.imageio import ImageDecodeError, encode_png, read_image, read_mask
-from ml.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json
+from ml.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_file
 
 # The 46 CrackForest test ids of the team's reference copy (72 train / 46 test, the partition used in the
 # CrackForest literature). The repository itself has no split file; every id not listed here is training data,

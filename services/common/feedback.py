@@ -4,13 +4,16 @@ Shared by the predictor (writes feedback), the retrain trigger (counts it) and t
 advances the watermark). It never imports torch. Layout under the feedback root::
 
     images/<sha256>.<ext>     the uploaded bytes, exactly as received (sha256 of those bytes)
-    masks/<sha256>.png        the corrected mask, 0/255, same size as the (EXIF-rotated) image
-    predicted/<sha256>.png    the mask the model predicted for it
+    masks/<sha256>-<mask sha256[:16]>.png        the corrected mask, 0/255, same size as the (EXIF-rotated) image
+    predicted/<sha256>-<mask sha256[:16]>.png    the mask the model predicted for it
     records/<sha256>.json     metadata (FeedbackRecord); written last, so a record always points at whole files
     state/watermark.json      the last successful retrain: time, run name, model version
     state/retrain_runs.json   outcomes of retraining runs, newest last
 
-Every file is written atomically (temp file + fsync + rename): a reader never sees a partial file.
+Every file is written atomically (temp file + fsync + rename): a reader never sees a partial file. Masks are named
+by their content too, so a newer label never overwrites the file an older one (and a retraining plan) points at.
+A malformed record or state file is skipped and counted (``FeedbackStats.skipped``), never fatal: a request that
+has already stored its feedback must not fail on someone else's bad file.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ MAX_RUN_HISTORY = 200
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _content_name(folder: str, record_id: str, png: bytes) -> str:
+    return f"{folder}/{record_id}-{hashlib.sha256(png).hexdigest()[:16]}.png"
+
+
+_BAD_FILE = (OSError, ValueError)  # ValidationError and JSONDecodeError are ValueErrors
 
 
 class LabelHistoryEntry(BaseModel):
@@ -101,6 +111,7 @@ class FeedbackStats(BaseModel):
     watermark: datetime | None
     threshold: int | None = None
     last_retrain: RetrainOutcome | None = None
+    skipped: int = Field(0, description="malformed records and run outcomes that were skipped")
 
 
 class FeedbackStore:
@@ -163,11 +174,11 @@ class FeedbackStore:
                 atomic_write_bytes(self.path(image_file), image_bytes)
             mask_file = None
             if mask_png is not None:
-                mask_file = f"masks/{record_id}.png"
+                mask_file = _content_name("masks", record_id, mask_png)
                 atomic_write_bytes(self.path(mask_file), mask_png)
             predicted_file = previous.predicted_mask_file if previous else None
             if predicted_png is not None:
-                predicted_file = f"predicted/{record_id}.png"
+                predicted_file = _content_name("predicted", record_id, predicted_png)
                 atomic_write_bytes(self.path(predicted_file), predicted_png)
             history = list(previous.history) if previous else []
             if previous is not None:
@@ -213,38 +224,61 @@ class FeedbackStore:
 
     # -- reads ---------------------------------------------------------------------------------------------
     def get(self, record_id: str) -> FeedbackRecord | None:
+        """The record, or None when it is missing or malformed (a new save then replaces a malformed one)."""
         path = self._record_path(record_id)
         try:
             return FeedbackRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
+        except _BAD_FILE:
+            return None
 
     def records(self) -> Iterator[FeedbackRecord]:
         """All readable records, oldest update first. Unreadable records are skipped, never fatal."""
+        return iter(self._scan()[0])
+
+    def _scan(self) -> tuple[list[FeedbackRecord], int]:
+        """Readable records, oldest update first, and how many files were skipped as malformed."""
         folder = self.root / "records"
         if not folder.is_dir():
-            return iter(())
-        found = []
+            return [], 0
+        found, skipped = [], 0
         for path in folder.glob("*.json"):
             try:
                 found.append(FeedbackRecord.model_validate_json(path.read_bytes()))
-            except (OSError, ValidationError, json.JSONDecodeError):
-                continue
-        return iter(sorted(found, key=lambda r: (r.updated_at, r.id)))
+            except _BAD_FILE:
+                skipped += 1
+        return sorted(found, key=lambda r: (r.updated_at, r.id)), skipped
 
     def read_watermark(self) -> Watermark | None:
+        """The watermark; a malformed file raises (counting from the wrong place would retrain the wrong set)."""
         path = self.root / "state" / "watermark.json"
         try:
             return Watermark.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
+        except ValueError as e:
+            raise ValueError(f"watermark file {path} is malformed: {e}") from e
 
     def retrain_runs(self) -> list[RetrainOutcome]:
+        return self._runs()[0]
+
+    def _runs(self) -> tuple[list[RetrainOutcome], int]:
+        """Run outcomes, newest last, and how many malformed entries were skipped."""
         path = self.root / "state" / "retrain_runs.json"
         try:
-            return [RetrainOutcome.model_validate(r) for r in json.loads(path.read_bytes())]
+            raw = json.loads(path.read_bytes())
         except FileNotFoundError:
-            return []
+            return [], 0
+        except _BAD_FILE:
+            return [], 1
+        runs, skipped = [], 0
+        for entry in raw if isinstance(raw, list) else [raw]:
+            try:
+                runs.append(RetrainOutcome.model_validate(entry))
+            except ValidationError:
+                skipped += 1
+        return runs, skipped
 
     def labelled_since(self, watermark: Watermark | None = None) -> list[FeedbackRecord]:
         """Labelled records updated after the watermark (all labelled ones when there is none)."""
@@ -255,13 +289,17 @@ class FeedbackStore:
         ]
 
     def stats(self, threshold: int | None = None) -> FeedbackStats:
-        watermark = self.read_watermark()
-        records = list(self.records())
+        skipped_watermark = 0
+        try:
+            watermark = self.read_watermark()
+        except ValueError:
+            watermark, skipped_watermark = None, 1  # reported, not fatal: the trigger is the one that refuses
+        records, skipped_records = self._scan()
         since = [r for r in records if watermark is None or r.updated_at > watermark.watermark]
         by_verdict: dict[str, int] = {v: 0 for v in (*VERDICTS, "none")}
         for r in records:
             by_verdict[r.verdict or "none"] += 1
-        runs = self.retrain_runs()
+        runs, skipped_runs = self._runs()
         labelled = sum(r.labelled for r in records)
         return FeedbackStats(
             total=len(records),
@@ -273,4 +311,5 @@ class FeedbackStore:
             watermark=watermark.watermark if watermark else None,
             threshold=threshold,
             last_retrain=runs[-1] if runs else None,
+            skipped=skipped_records + skipped_runs + skipped_watermark,
         )

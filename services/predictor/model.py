@@ -28,10 +28,11 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from ml.checkpoint import load_model
 from ml.data.imageio import encode_png
 from ml.inference import Segmenter
+from ml.registry import MODEL_NAME
 from services.predictor import metrics
 from services.predictor.decode import DecodedImage, Limits, decode_image, sniff
 from services.predictor.errors import InvalidInput, ModelNotReady, ModelSourceError, PredictorError
-from services.predictor.settings import MODEL_NAME, Settings
+from services.predictor.settings import Settings
 from services.predictor.sources import ResolvedSource, resolve
 from services.predictor.stats import CrackStatistics, Surface, crack_statistics
 

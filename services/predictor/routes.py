@@ -14,12 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ml.registry import MODEL_NAME
 from services.common.feedback import VERDICTS, FeedbackStats
 from services.predictor import metrics, render, sources, v2binary
 from services.predictor.decode import decode_image, decode_mask
 from services.predictor.deps import AuthDep, DataPlaneDep, ModelDep, SettingsDep, StoreDep
 from services.predictor.errors import InvalidInput, NotFound
-from services.predictor.settings import MODEL_NAME
 from services.predictor.stats import CrackStatistics, Surface
 
 router = APIRouter()

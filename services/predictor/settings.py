@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_NAME = "crackseg"
+from ml.names import RETRAIN_THRESHOLD
 
 
 class Settings(BaseSettings):
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CRACKSEG_MLFLOW_TRACKING_URI"),
     )
-    retrain_threshold: int = Field(20, ge=1)
+    retrain_threshold: int = Field(RETRAIN_THRESHOLD, ge=1)
     api_token: SecretStr | None = None
 
     host: str = "0.0.0.0"

@@ -7,20 +7,14 @@ retrain job exported it there, else ``models:/crackseg/<N>``).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ml.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
+from ml.registry import MODEL_NAME, Registry, RegistryError, parse_model_uri
 from services.predictor.errors import ModelSourceError
-from services.predictor.settings import MODEL_NAME
 
-_MODELS_URI = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$"
-)
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -65,58 +59,23 @@ def resolve_version(version: str, models_dir: Path, cache_dir: Path, tracking_ur
 
 
 def resolve_registry(uri: str, cache_dir: Path, tracking_uri: str) -> ResolvedSource:
-    """Download a registered version's ``model/`` artifact folder (once) and return it with its version number."""
-    m = _MODELS_URI.match(uri)
-    if not m:
+    """Download a registered version's model folder (once, into the shared cache) and return it with its version."""
+    try:
+        parsed = parse_model_uri(uri)
+    except ValueError as e:
         raise ModelSourceError(
             f"bad model URI {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>"
-        )
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    name = m.group("name")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        if m.group("alias"):
-            mv = client.get_model_version_by_alias(name, m.group("alias"))
-        else:
-            mv = client.get_model_version(name, m.group("version"))
-    except MlflowException as e:
-        raise ModelSourceError(
-            f"cannot resolve {uri} in the MLflow registry at {tracking_uri}: {e.message}"
         ) from e
-    target = cache_dir / name / f"v{mv.version}"
-    if _is_checkpoint(target):
-        return ResolvedSource(path=target, version=str(mv.version), source=uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".v{mv.version}.", dir=target.parent))
+    registry = Registry(tracking_uri, parsed.name)
     try:
-        if mv.run_id:
-            downloaded = Path(client.download_artifacts(mv.run_id, "model", str(staging)))
-        else:
-            downloaded = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=mv.source, dst_path=str(staging), tracking_uri=tracking_uri
-                )
-            )
-        if not _is_checkpoint(downloaded) and _is_checkpoint(downloaded / "model"):
-            downloaded = downloaded / "model"
-        if not _is_checkpoint(downloaded):
-            raise ModelSourceError(
-                f"{uri} (version {mv.version}) has no model/ folder with {WEIGHTS_FILE} and {CONFIG_FILE}"
-            )
-        # Rename into place: a concurrent or crashed download never leaves a half-filled cache entry.
-        try:
-            os.replace(downloaded, target)
-        except OSError:
-            if not _is_checkpoint(target):
-                raise
-    except MlflowException as e:
-        raise ModelSourceError(f"cannot download {uri} (version {mv.version}): {e.message}") from e
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ResolvedSource(path=target, version=str(mv.version), source=uri)
+        version = registry.resolve(uri).version
+    except RegistryError as e:
+        raise ModelSourceError(f"cannot resolve {uri} in the MLflow registry at {tracking_uri}: {e}") from e
+    try:
+        target = registry.cached(version, cache_dir)
+    except RegistryError as e:
+        raise ModelSourceError(f"cannot download {uri} (version {version}): {e}") from e
+    return ResolvedSource(path=target, version=version, source=uri)
 
 
 def resolve(source: str, *, cache_dir: Path, tracking_uri: str, version: str | None = None) -> ResolvedSource:

@@ -79,6 +79,26 @@ def run_cmd(
     )
 
 
+@retrain_app.command("retry")
+def retry_cmd(
+    name: Annotated[
+        str | None, typer.Option("--name", help="run to retry (default: the newest unfinished one)")
+    ] = None,
+) -> None:
+    """Give a failed retraining run more attempts and launch it again (it resumes where it stopped)."""
+    from services.retrain.settings import TriggerSettings
+    from services.retrain.trigger import build_executor, retry
+
+    try:
+        settings = TriggerSettings()
+        result = retry(settings, build_executor(settings), name)
+    except (RetrainError, ValueError) as e:
+        raise _fail(e) from e
+    typer.echo(result.model_dump_json())
+    if not result.created:
+        raise typer.Exit(1)
+
+
 @retrain_app.command("status")
 def status_cmd() -> None:
     """Print the journals of past runs (newest last) as JSON."""
@@ -101,7 +121,7 @@ def rollback_cmd(
     ] = None,
 ) -> None:
     """Point the champion alias back at an earlier version and roll the predictor onto it."""
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
     from services.retrain.rollback import rollback
     from services.retrain.rollout import build_rollout
     from services.retrain.settings import RolloutSettings

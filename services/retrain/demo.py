@@ -9,23 +9,20 @@ Everything lives under ``state/loop-demo/`` (removed at the start of each demo).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from services.common.procs import BIN, ManagedProcess, NotReadyError, start_mlflow_server, start_predictor
+
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 TINY_TRAIN: dict[str, Any] = {
     "base_width": 4,
     "depth": 2,
@@ -41,53 +38,13 @@ TINY_TRAIN: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def say(message: str) -> None:
     print(f"[loop-demo] {message}", flush=True)
 
 
-class Proc:
-    """A child in its own process group, stopped by PID."""
-
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        with open(log, "ab") as f:
-            self.proc = subprocess.Popen(
-                cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
-            )
-
-    def wait_http(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.log.name}: exited {self.proc.returncode}\n{self.log.read_text()[-3000:]}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.3)
-        raise TimeoutError(f"{url} not ready after {timeout:.0f}s; see {self.log}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-
 def champion_model(root: Path, tracking_uri: str, base: Path) -> str:
     """Register the starter model (or a tiny trained one) as a version, alias it champion; returns the version."""
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
 
     registry = Registry(tracking_uri)
     starter = REPO / "models" / "starter"
@@ -124,8 +81,10 @@ def ping(url: str) -> str:
 
 def main() -> int:
     from ml.data import synthetic
+    from ml.registry import Registry
+    from services.retrain.executors import LocalSubprocessExecutor, stop_active_run
+    from services.retrain.journal import load_journal
     from services.retrain.modelstore import export_version
-    from services.retrain.promote import Registry
 
     root = REPO / "state" / "loop-demo"
     shutil.rmtree(root, ignore_errors=True)
@@ -134,15 +93,9 @@ def main() -> int:
     synthetic.generate(4, root / "eval", size=(64, 64), seed=2)
     synthetic.generate(3, root / "samples", size=(64, 64), seed=3)
     (root / "params.yaml").write_text(yaml.safe_dump({"train": TINY_TRAIN}))
-    mlflow_port, predictor_port = free_port(), free_port()
-    tracking = f"http://127.0.0.1:{mlflow_port}"
-    predictor = f"http://127.0.0.1:{predictor_port}"
     env = {
         **os.environ,
-        "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "CRACKSEG_FEEDBACK_DIR": str(root / "feedback"),
         "CRACKSEG_MODELS_DIR": str(root / "models"),
         "CRACKSEG_MODEL_CACHE_DIR": str(root / "model-cache"),
@@ -156,53 +109,23 @@ def main() -> int:
         # A two-step fine-tune on toy data has a noisy F1; the demo shows the loop, so the gate is permissive.
         "CRACKSEG_RETRAIN_TOLERANCE": "1.0",
         "CRACKSEG_RETRAIN_THRESHOLD": "3",
+        "CRACKSEG_RETRAIN_RETRY_WAIT_S": "2",
         "CRACKSEG_EXECUTOR": "local",
         "CRACKSEG_ROLLOUT": "http",
-        "CRACKSEG_PREDICTOR_URL": predictor,
         "CRACKSEG_THREADS": "1",
     }
-    os.environ.update({k: v for k, v in env.items() if k == "MLFLOW_TRACKING_URI"})
-    procs: list[Proc] = []
+    procs: list[ManagedProcess] = []
+    journal_dir = root / "feedback" / "state" / "retrain"
     try:
-        mlflow = Proc(
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "mlartifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            root / "logs" / "mlflow.log",
-            env,
-        )
+        say("starting MLflow")
+        tracking, mlflow = start_mlflow_server(root / "mlflow", root / "logs" / "mlflow.log")
         procs.append(mlflow)
-        say(f"starting MLflow at {tracking}")
-        mlflow.wait_http(f"{tracking}/health", 180)
+        env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = tracking
         version = champion_model(root, tracking, root / "base")
         served_dir = export_version(Registry(tracking), version, root / "models")
-        server = Proc(
-            [
-                str(BIN / "crackseg"),
-                "serve",
-                "--model",
-                str(served_dir),
-                "--port",
-                str(predictor_port),
-                "--host",
-                "127.0.0.1",
-            ],
-            root / "logs" / "predictor.log",
-            env,
-        )
+        predictor, server = start_predictor(served_dir, root / "logs" / "predictor.log", env)
         procs.append(server)
-        server.wait_http(f"{predictor}/v2/health/ready", 180)
+        env["CRACKSEG_PREDICTOR_URL"] = predictor
         before = ping(predictor)
         say(f"served version BEFORE: {before}")
         for i in range(3):
@@ -241,20 +164,19 @@ def main() -> int:
         say(f"trigger: {decision['action']} ({decision['reason']}) run {decision['run_name']}")
         if decision["reason"] != "launched":
             return 1
-        journal = root / "feedback" / "state" / "retrain" / f"{decision['run_name']}.json"
-        deadline = time.monotonic() + 600
-        status = "running"
-        while time.monotonic() < deadline:
-            if journal.is_file():
-                status = json.loads(journal.read_text())["status"]
-                if status in ("promoted", "rejected", "failed"):
-                    break
-            time.sleep(1)
+        executor = LocalSubprocessExecutor(journal_dir, [], root / "logs")
+        try:  # the run (retries included) is over when it lets go of the run lock; MLflow must stay up meanwhile
+            mlflow.wait_until("the retraining run", lambda: not executor.active_runs(), 600, poll_s=1.0)
+        except NotReadyError as e:
+            say(str(e))
+        journal = load_journal(journal_dir, decision["run_name"])
+        status = journal.status if journal else "unknown"
         say(f"retraining run finished: {status} (log: {root / 'logs' / decision['run_name']}.log)")
         after = ping(predictor)
         say(f"served version AFTER: {after}")
         return 0 if status == "promoted" and after != before else 1
     finally:
+        stop_active_run(journal_dir)
         for proc in reversed(procs):
             proc.stop()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ml.registry import RegistryError
+
+__all__ = ["RegistryError"]  # the registry client's error, raised by every registry call (exit 1)
+
 
 class RetrainError(Exception):
     """Base class: something in the retraining loop failed; the message says what and where."""
@@ -19,6 +23,12 @@ class AlreadyRunningError(RetrainError):
     """Another retraining run holds the lock (exit 3)."""
 
     exit_code = 3
+
+
+class GaveUpError(RetrainError):
+    """The run spent its attempts; new feedback or ``crackseg retrain retry`` starts it again (exit 4)."""
+
+    exit_code = 4
 
 
 class KubeError(RetrainError):
@@ -43,10 +53,6 @@ class RolloutError(RetrainError):
 
 class RolloutTimeoutError(RolloutError):
     """The rollout did not finish within the configured time."""
-
-
-class RegistryError(RetrainError):
-    """An MLflow registry operation failed or the registry is not in the state we need."""
 
 
 class ExportError(RetrainError):

@@ -14,11 +14,13 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -26,19 +28,21 @@ from ml.fsutil import atomic_write_json
 from services.retrain import events
 from services.retrain.errors import AlreadyRunningError
 from services.retrain.jobtemplate import RETRAIN_SELECTOR, launch_job
+from services.retrain.journal import load_journal
 from services.retrain.kube import Kube
 from services.retrain.plan import RetrainPlan
 
 LOCK_FD_ENV = "CRACKSEG_RETRAIN_LOCK_FD"
-TERMINAL_JOURNAL_STATES = ("promoted", "rejected")
 
 
 class LaunchResult(BaseModel):
-    """What ``launch`` did: ``created`` is False when the run already existed (409 / finished journal)."""
+    """What ``launch`` did: ``created`` is False when the run exists (409, finished journal), is in progress,
+    or gave up (out of attempts: only new feedback or ``crackseg retrain retry`` starts it again)."""
 
     run_name: str
     created: bool
     detail: str
+    outcome: Literal["launched", "exists", "in_progress", "gave_up"] = "launched"
     pid: int | None = None
 
 
@@ -110,11 +114,43 @@ def _read_active(journal_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def journal_status(journal_dir: Path, run_name: str) -> str | None:
-    try:
-        return str(json.loads((journal_dir / f"{run_name}.json").read_text())["status"])
-    except (OSError, ValueError, KeyError):
+def launch_refusal(journal_dir: Path, run_name: str) -> LaunchResult | None:
+    """Why the journal forbids starting ``run_name`` (finished, or out of attempts), or None."""
+    journal = load_journal(journal_dir, run_name)
+    refusal = journal.refusal() if journal is not None else None
+    if journal is None or refusal is None:
         return None
+    return LaunchResult(
+        run_name=run_name, created=False, detail=refusal, outcome="exists" if journal.finished else "gave_up"
+    )
+
+
+def stop_active_run(journal_dir: Path, timeout: float = 30.0) -> int | None:
+    """Stop the local run that holds the lock, with its whole process group; returns its PID (None: none ran).
+
+    The run is started in its own session (it outlives the trigger), so whoever started the trigger must stop it
+    this way: SIGTERM to the group, SIGKILL after ``timeout``, done when the kernel has dropped the lock. The
+    journal keeps what was done; the next launch resumes.
+    """
+    fd = os.open(_lock_path(journal_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_lock(fd):
+            return None
+        pid = _read_active(journal_dir).get("pid")
+        if not isinstance(pid, int):
+            raise AlreadyRunningError(f"a run holds {journal_dir / '.run.lock'} but active.json names no pid")
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)  # the run leads its own session: its group id is its pid
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if _try_lock(fd):
+                    events.emit("run_stopped", run=_read_active(journal_dir).get("run"), pid=pid)
+                    return pid
+                time.sleep(0.1)
+        raise AlreadyRunningError(f"run pid {pid} still holds {journal_dir / '.run.lock'} after SIGKILL")
+    finally:
+        os.close(fd)
 
 
 class LocalSubprocessExecutor:
@@ -140,17 +176,18 @@ class LocalSubprocessExecutor:
             os.close(fd)  # closing our own descriptor releases a lock we took just to probe
 
     def launch(self, plan: RetrainPlan) -> LaunchResult:
-        status = journal_status(self.journal_dir, plan.run_name)
-        if status in TERMINAL_JOURNAL_STATES:
-            return LaunchResult(
-                run_name=plan.run_name, created=False, detail=f"run already finished: {status}"
-            )
+        refused = launch_refusal(self.journal_dir, plan.run_name)
+        if refused is not None:
+            return refused
         fd = os.open(_lock_path(self.journal_dir), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if not _try_lock(fd):
                 holder = _read_active(self.journal_dir).get("run", "unknown")
                 return LaunchResult(
-                    run_name=plan.run_name, created=False, detail=f"run {holder} is in progress"
+                    run_name=plan.run_name,
+                    created=False,
+                    detail=f"run {holder} is in progress",
+                    outcome="in_progress",
                 )
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{plan.run_name}.log", "ab") as log:
@@ -200,4 +237,8 @@ class KubernetesJobExecutor:
 
     def launch(self, plan: RetrainPlan) -> LaunchResult:
         result = launch_job(self.kube, self.template, plan)
-        return LaunchResult(run_name=plan.run_name, created=result.created, detail=result.detail)
+        # No Job named: the run used up retrain.job.maxAttempts Jobs (launch_job's only such answer).
+        outcome = "launched" if result.created else ("gave_up" if result.job_name is None else "exists")
+        return LaunchResult(
+            run_name=plan.run_name, created=result.created, detail=result.detail, outcome=outcome
+        )

@@ -7,27 +7,17 @@ Torch-free: it hashes files and rewrites JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from ml.fsutil import atomic_write_bytes, atomic_write_json
+from ml.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_file
+from ml.registry import Registry
 from services.retrain.errors import ExportError
-from services.retrain.promote import Registry
 
 SUMS_FILE = "SHA256SUMS"
 FILES = ("model.safetensors", "config.json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_export(folder: Path) -> bool:
@@ -52,11 +42,12 @@ def export_version(registry: Registry, version: str, models_dir: Path) -> Path:
     if verify_export(target):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".v{version}.", dir=models_dir))
-    try:
-        source = registry.download(version, staging / "download")
-        out = staging / "out"
-        out.mkdir()
+    # An unverified leftover at target (a crash mid-copy by an older tool) is replaced whole.
+    with (
+        tempfile.TemporaryDirectory(prefix=f".v{version}.download.", dir=models_dir) as download,
+        atomic_dir(target) as out,
+    ):
+        source = registry.download(version, Path(download))
         for name in FILES:
             if not (source / name).is_file():
                 raise ExportError(f"version {version}: {name} missing from the registry artifacts")
@@ -75,9 +66,4 @@ def export_version(registry: Registry, version: str, models_dir: Path) -> Path:
         atomic_write_bytes(out / SUMS_FILE, sums.encode())
         if not verify_export(out):
             raise ExportError(f"version {version}: export in {out} failed its own verification")
-        if target.exists():  # an unverified leftover (e.g. a crash mid-copy by an older tool)
-            shutil.rmtree(target)
-        os.replace(out, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -3,6 +3,11 @@
 The name hashes the watermark and the labelled set (record id + update time). Two triggers that look at the same
 store therefore pick the same name (the second create is a 409, i.e. success), while new or relabelled feedback
 after a rejected run gives a new name, so a rejected set is not retrained over and over.
+
+A run started by name follows the plan that name stands for, not whatever the store holds when it starts:
+:func:`make_plan` with ``run_name`` finds the labelled set (the oldest-first prefix of today's set) that hashes
+to the name, so feedback that arrived after the trigger planned waits for the next run. Each item also freezes
+the label file it stood for (masks are content-addressed), so a label corrected mid-run is not trained on.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from services.common.feedback import FeedbackStore, Watermark
+from services.retrain.errors import ConfigError
 
 RUN_PREFIX = "crackseg-retrain-"
 RUN_NAME_RE = re.compile(r"^crackseg-retrain-[0-9a-f]{12}$")
@@ -25,6 +31,7 @@ class LabelledItem(BaseModel):
 
     id: str
     updated_at: datetime
+    label_file: str | None = None  # the label as planned (None in journals written before labels were frozen)
 
 
 class RetrainPlan(BaseModel):
@@ -65,15 +72,35 @@ def validate_run_name(name: str) -> str:
     return name
 
 
-def make_plan(store: FeedbackStore) -> RetrainPlan:
-    """Freeze the labelled set newer than the store's watermark."""
+def make_plan(store: FeedbackStore, run_name: str | None = None) -> RetrainPlan:
+    """Freeze the labelled set newer than the store's watermark; with ``run_name``, the set that name stands for.
+
+    Raises :class:`ConfigError` when no such set exists any more (a record of the plan was relabelled or the
+    watermark moved): the run must not train on something else under that name.
+    """
     watermark = store.read_watermark()
     since = [r for r in store.records() if watermark is None or r.updated_at > watermark.watermark]
-    items = [LabelledItem(id=r.id, updated_at=r.updated_at) for r in since if r.labelled]
+    items = [
+        LabelledItem(id=r.id, updated_at=r.updated_at, label_file=r.label_file) for r in since if r.labelled
+    ]
+    unlabelled = sum(not r.labelled for r in since)
+    if run_name is not None:
+        validate_run_name(run_name)
+        for n in range(len(items), -1, -1):
+            if run_name_for(watermark, items[:n]) == run_name:
+                return _plan(run_name, watermark, items[:n], unlabelled)
+        raise ConfigError(
+            f"run {run_name}: the feedback it was planned on has changed (relabelled, or the watermark moved); "
+            "the next trigger plans a new run"
+        )
+    return _plan(run_name_for(watermark, items), watermark, items, unlabelled)
+
+
+def _plan(name: str, watermark: Watermark | None, items: list[LabelledItem], unlabelled: int) -> RetrainPlan:
     return RetrainPlan(
-        run_name=run_name_for(watermark, items),
+        run_name=name,
         watermark=watermark.watermark if watermark else None,
         target_watermark=max((i.updated_at for i in items), default=None),
         items=items,
-        unlabelled_since_watermark=len(since) - len(items),
+        unlabelled_since_watermark=unlabelled,
     )

@@ -1,19 +1,20 @@
 """``crackseg model rollback [--to N]``: move ``champion`` back and roll the predictor onto that version.
 
 Without ``--to`` the target is the current champion's ``parent_version`` tag (the model it replaced). The target
-is exported (verified) first, then the alias moves, then the predictor rolls; if the rollout fails the alias goes
-back to where it was. The version rolled away from is tagged ``status=rolled-back``.
+is exported (verified) first, then the predictor rolls, and the alias moves only once the predictor confirms it
+serves the target (as in a retraining run); a failed rollout leaves the alias where it was. The version rolled
+away from is tagged ``status=rolled-back``.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome
 from services.retrain import events
 from services.retrain.errors import RegistryError, RolloutError
 from services.retrain.modelstore import export_version
-from services.retrain.promote import Registry
 from services.retrain.rollout import Rollout
 from services.retrain.settings import RolloutSettings
 
@@ -46,15 +47,13 @@ def rollback(
         raise RegistryError(f"model {registry.name} has no champion alias: nothing to roll back")
     target = pick_target(registry, champion.version, to)
     exported = export_version(registry, target, settings.models_dir)
-    registry.set_champion(target)
     served = None
     if rollout is not None:
-        try:
-            rollout.roll(target, exported)
-        except RolloutError:
-            registry.set_champion(champion.version)
-            raise
+        rollout.roll(target, exported)  # reverts its own change on failure; the alias has not moved
         served = rollout.current()
+        if served != target:
+            raise RolloutError(f"predictor serves {served}, not {target}: alias left on {champion.version}")
+    registry.set_champion(target)
     registry.set_tags(
         champion.version, {"status": "rolled-back", "rejection_reason": f"rolled back to {target}"}
     )

@@ -1,55 +1,48 @@
-"""The retraining run (the Job's program): snapshot → train → evaluate → register/gate → export → promote →
-roll → advance the watermark. Every step is idempotent and recorded in the run journal before the next starts.
+"""The retraining run (the Job's program): snapshot → train → evaluate → register/gate → export → roll →
+promote → advance the watermark. Every step is idempotent and recorded in the run journal before the next starts.
 
 Crash consistency (kill -9 anywhere):
-* the ``champion`` alias only ever points at a version whose weights were exported and verified (export precedes
-  promote);
-* the watermark moves only after a promotion that the predictor serves (it is the last step), and only to the
-  newest labelled record the run trained on;
-* a rerun with the same name resumes after the last journalled step; a step cut short is simply redone (the
-  snapshot is rebuilt, a version already registered for the run is found by its ``retrain_run`` tag, an export
-  already verified is reused, the alias and rollout are set again to the same values).
+* the ``champion`` alias only ever points at a version whose weights were exported and verified, and only after
+  the predictor confirmed that it serves that version (rollout precedes promote); a failed rollout leaves the
+  alias where it was, and the journal says what the predictor serves (``served_version``, ``rollout_note``);
+* the watermark moves only after that promotion (it is the last step), and only to the newest labelled record
+  the run trained on;
+* a rerun with the same name resumes after the last journalled step and follows the frozen plan; a step cut short
+  is simply redone (the snapshot is rebuilt, a version already registered for the run is found by its
+  ``retrain_run`` tag, an export already verified is reused, the rollout and alias are set again to the same
+  values).
+
+Failures are retried in-process with exponential backoff (tenacity), resuming each time; once the journal's
+attempt budget is spent the run is recorded ``failed`` and is not started again, by the trigger or by a rerun,
+until new feedback plans a new run or ``crackseg retrain retry`` grants more attempts.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
 from services.retrain import events
-from services.retrain.errors import ConfigError, InjectedCrash, KubeError, RolloutError
+from services.retrain.attempts import inject, retrying
+from services.retrain.errors import ConfigError, GaveUpError, KubeError, RolloutError
 from services.retrain.executors import run_lock
 from services.retrain.journal import RunJournal, load_journal, save_journal
 from services.retrain.kube import Kube
 from services.retrain.modelstore import export_version
 from services.retrain.plan import make_plan, validate_run_name
-from services.retrain.promote import Registry, gate
+from services.retrain.promote import gate
 from services.retrain.rollout import Rollout
 from services.retrain.settings import RunSettings
 
-STEPS = ("snapshot", "train", "evaluate", "register", "export", "promote", "rollout", "watermark")
-TERMINAL = ("promoted", "rejected")
+STEPS = ("snapshot", "train", "evaluate", "register", "export", "rollout", "promote", "watermark")
 EVAL_KEYS = ("f1_ods", "f1_at_0_5", "ois", "precision", "recall", "iou", "dice", "threshold_ods", "n_images")
-
-
-def _inject(settings: RunSettings, step: str) -> None:
-    """The failure-injection hook: after ``step``'s side effects, before the journal records it."""
-    if not settings.retrain_fail_at:
-        return
-    wanted, _, mode = settings.retrain_fail_at.partition(":")
-    if wanted not in STEPS:
-        raise ConfigError(f"CRACKSEG_RETRAIN_FAIL_AT step {wanted!r} unknown; valid: {', '.join(STEPS)}")
-    if wanted != step:
-        return
-    events.emit("injected_failure", step=step, mode=mode or "raise")
-    if mode == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise InjectedCrash(f"injected crash after step {step}")
 
 
 def load_train_params(path: Path | None) -> Any:
@@ -77,6 +70,7 @@ class RetrainRun:
         self.store = FeedbackStore(settings.feedback_dir)
         self.journal_dir = settings.journal_dir
         self.work = settings.retrain_work_dir
+        self.sleep: Callable[[float], None] = time.sleep  # the backoff between retries; tests swap it
 
     # -- orchestration -----------------------------------------------------------------------------------------
     def execute(self, run_name: str | None = None) -> RunJournal:
@@ -92,63 +86,102 @@ class RetrainRun:
                 "space (e.g. /tmp/retrain in a Job) and CRACKSEG_FEEDBACK_DIR at the feedback volume"
             ) from e
         with run_lock(self.journal_dir, name):
-            journal = load_journal(self.journal_dir, name)
-            if journal is not None and journal.status in TERMINAL:
+            journal = self._open_journal(name)
+            if journal.finished:
                 events.emit("run_already_finished", run=name, status=journal.status)
                 return journal
-            if journal is None:
-                plan = make_plan(self.store)
-                if not plan.items:
-                    raise ConfigError("no labelled feedback newer than the watermark: nothing to retrain on")
-                champion = self.registry.champion()
-                journal = RunJournal(
-                    run_name=name, plan=plan, parent_version=champion.version if champion else None
-                )
-            journal.attempts += 1
-            journal.status = "running"
-            self._save(journal)
-            events.emit(
-                "run_started",
-                run=name,
-                attempt=journal.attempts,
-                resume_after=journal.completed[-1:],
-                labelled=journal.plan.labelled_count,
-                parent_version=journal.parent_version,
-            )
+            if journal.gave_up:
+                raise GaveUpError(journal.refusal() or name)
             try:
-                for step in STEPS:
-                    if journal.done(step):
-                        continue
-                    events.emit("step_started", run=name, step=step)
-                    getattr(self, f"_{step}")(journal)
-                    if journal.status == "rejected":
-                        break
-                    _inject(self.settings, step)
-                    journal.completed.append(step)
-                    self._save(journal)
+                retrying(
+                    journal,
+                    self.settings.retrain_retry_wait_s,
+                    self.settings.retrain_retry_wait_max_s,
+                    self.sleep,
+                )(self._attempt, journal)
             except Exception as e:
-                journal.status = "failed"
-                journal.last_error = f"{type(e).__name__}: {e}"
-                self._save(journal)
-                self._record(journal, "failed", reason=journal.last_error)
-                events.emit("run_failed", run=name, error=journal.last_error)
-                self._label_outcome(name, "failed")
+                self._give_up(journal, e)
                 raise
-            if journal.status != "rejected":
-                journal.status = "promoted"
-            journal.finished_at = datetime.now(UTC)
-            self._save(journal)
-            if journal.snapshot_workspace:  # the data lives on in the DVC remote
-                shutil.rmtree(journal.snapshot_workspace, ignore_errors=True)
-            events.emit(
-                "run_finished",
-                run=name,
-                status=journal.status,
-                version=journal.challenger_version,
-                reason=journal.reason,
-            )
-            self._label_outcome(name, journal.status)
+            return self._finish(journal)
+
+    def _open_journal(self, name: str) -> RunJournal:
+        """The run's journal; a new one freezes the plan that ``name`` stands for (never today's feedback)."""
+        journal = load_journal(self.journal_dir, name)
+        if journal is not None:
             return journal
+        plan = make_plan(self.store, name)
+        if not plan.items:
+            raise ConfigError("no labelled feedback newer than the watermark: nothing to retrain on")
+        champion = self.registry.champion()
+        return RunJournal(
+            run_name=name,
+            plan=plan,
+            parent_version=champion.version if champion else None,
+            attempt_budget=self.settings.retrain_max_attempts,
+        )
+
+    def _attempt(self, journal: RunJournal) -> None:
+        """One try: the steps not yet journalled, in order; a failure is journalled before it propagates."""
+        journal.attempts += 1
+        journal.status = "running"
+        self._save(journal)
+        events.emit(
+            "run_started",
+            run=journal.run_name,
+            attempt=journal.attempts,
+            of=journal.attempt_budget,
+            resume_after=journal.completed[-1:],
+            labelled=journal.plan.labelled_count,
+            parent_version=journal.parent_version,
+        )
+        try:
+            for step in STEPS:
+                if journal.done(step):
+                    continue
+                events.emit("step_started", run=journal.run_name, step=step)
+                getattr(self, f"_{step}")(journal)
+                if journal.status == "rejected":
+                    return
+                inject(self.settings.retrain_fail_at, step, STEPS)
+                journal.completed.append(step)
+                self._save(journal)
+        except Exception as e:
+            journal.status = "failed"
+            journal.last_error = f"{type(e).__name__}: {e}"
+            self._save(journal)
+            events.emit(
+                "attempt_failed", run=journal.run_name, attempt=journal.attempts, error=journal.last_error
+            )
+            raise
+
+    def _give_up(self, journal: RunJournal, error: Exception) -> None:
+        """Out of attempts (or a ConfigError): record the failure once; nothing restarts it on its own."""
+        if journal.status != "failed":  # failed before any attempt started
+            journal.status = "failed"
+            journal.last_error = f"{type(error).__name__}: {error}"
+        if isinstance(error, ConfigError):  # no try will pass before someone fixes it: `retry` after the fix
+            journal.attempt_budget = journal.attempts
+        self._save(journal)
+        self._record(journal, "failed", reason=journal.last_error)
+        events.emit("run_failed", run=journal.run_name, attempts=journal.attempts, error=journal.last_error)
+        self._label_outcome(journal.run_name, "failed")
+
+    def _finish(self, journal: RunJournal) -> RunJournal:
+        if journal.status != "rejected":
+            journal.status = "promoted"
+        journal.finished_at = datetime.now(UTC)
+        self._save(journal)
+        if journal.snapshot_workspace:  # the data lives on in the DVC remote
+            shutil.rmtree(journal.snapshot_workspace, ignore_errors=True)
+        events.emit(
+            "run_finished",
+            run=journal.run_name,
+            status=journal.status,
+            version=journal.challenger_version,
+            reason=journal.reason,
+        )
+        self._label_outcome(journal.run_name, journal.status)
+        return journal
 
     def _label_outcome(self, run_name: str, outcome: str) -> None:
         """Label the run's Job ``crackseg.io/outcome`` so kube-state-metrics (``kube_job_labels``) exposes it.
@@ -313,32 +346,54 @@ class RetrainRun:
             self.registry, journal.challenger_version, self.settings.models_dir
         )
 
-    def _promote(self, journal: RunJournal) -> None:
-        assert journal.challenger_version is not None
-        self.registry.set_champion(journal.challenger_version)
-        self.registry.set_tags(journal.challenger_version, {"status": "promoted"})
-        events.emit(
-            "promoted",
-            run=journal.run_name,
-            version=journal.challenger_version,
-            parent_version=journal.parent_version,
-        )
-
     def _rollout(self, journal: RunJournal) -> None:
+        """Serve the challenger; on failure the rollout reverts itself and the alias has not moved."""
         assert journal.challenger_version is not None and journal.exported_dir is not None
         if self.rollout is None:
             return
         try:
             self.rollout.roll(journal.challenger_version, journal.exported_dir)
         except RolloutError as e:
-            # Put the registry back where the serving side is: the previous champion.
-            self.registry.set_champion(journal.parent_version)
+            served = self._served()
+            journal.served_version = served
+            journal.rollout_note = (
+                f"rollout of {journal.challenger_version} failed ({e}); the predictor serves {served or 'unknown'}; "
+                f"alias {journal.parent_version or 'unset'} not moved"
+            )
             self.registry.set_tags(
                 journal.challenger_version,
-                {"status": "rolled-back", "rejection_reason": f"rollout failed: {e}"},
+                {"status": "rollout-failed", "rejection_reason": f"rollout failed: {e}"},
             )
-            journal.completed = [s for s in journal.completed if s != "promote"]
+            events.emit("rollout_failed", run=journal.run_name, served=served, note=journal.rollout_note)
             raise
+        journal.served_version = journal.challenger_version
+
+    def _served(self) -> str | None:
+        assert self.rollout is not None
+        try:
+            return self.rollout.current()
+        except (RolloutError, KubeError) as e:
+            events.emit("served_version_unknown", error=str(e))
+            return None
+
+    def _promote(self, journal: RunJournal) -> None:
+        """Move the alias, but only onto what the predictor confirms it serves (checked again on a resume)."""
+        assert journal.challenger_version is not None
+        if self.rollout is not None:
+            served = self._served()
+            if served != journal.challenger_version:
+                journal.completed = [s for s in journal.completed if s != "rollout"]  # a retry rolls again
+                journal.rollout_note = f"predictor serves {served or 'unknown'}, not {journal.challenger_version}: alias not moved"
+                raise RolloutError(journal.rollout_note)
+        self.registry.set_champion(journal.challenger_version)
+        self.registry.set_tags(journal.challenger_version, {"status": "promoted"})
+        journal.rollout_note = f"predictor serves {journal.challenger_version}; alias moved to it"
+        events.emit(
+            "promoted",
+            run=journal.run_name,
+            version=journal.challenger_version,
+            parent_version=journal.parent_version,
+        )
 
     def _watermark(self, journal: RunJournal) -> None:
         target = journal.plan.target_watermark

@@ -14,8 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_NAME = "crackseg"
-CHAMPION_ALIAS = "champion"
+from ml.names import RETRAIN_THRESHOLD
 
 
 class CommonSettings(BaseSettings):
@@ -34,6 +33,9 @@ class CommonSettings(BaseSettings):
     kube_context: str | None = None
     kube_retries: int = Field(3, ge=0, le=10)
     kube_timeout_s: float = Field(30.0, gt=0)
+    # Tries of one retraining run (in-process retries and restarts after a crash together); then it waits for
+    # new feedback or `crackseg retrain retry`, which grants this many again.
+    retrain_max_attempts: int = Field(3, ge=1, le=20)
 
     @property
     def journal_dir(self) -> Path:
@@ -44,7 +46,7 @@ class CommonSettings(BaseSettings):
 class TriggerSettings(CommonSettings):
     """The trigger (CronJob): threshold, executor, Job template."""
 
-    retrain_threshold: int = Field(20, ge=1)
+    retrain_threshold: int = Field(RETRAIN_THRESHOLD, ge=1)
     executor: Literal["local", "kubernetes"] = "local"
     job_template: Path = Path("/etc/crackseg/job-template.yaml")
     # The local executor runs this command line with ``--name <run>`` appended.
@@ -102,6 +104,9 @@ class RunSettings(RolloutSettings):
     )
     # Inside a cluster the run labels its Job crackseg.io/outcome (needs `patch` on jobs; best effort).
     retrain_label_job: bool = Field(default_factory=lambda: "KUBERNETES_SERVICE_HOST" in os.environ)
+    # Wait before the n-th in-process retry: retry_wait_s * 2**(n-1), at most retry_wait_max_s (tenacity).
+    retrain_retry_wait_s: float = Field(30.0, ge=0)
+    retrain_retry_wait_max_s: float = Field(600.0, ge=0)
     # Failure injection for the crash-consistency tests: "<step>" or "<step>:kill" (see run.STEPS).
     retrain_fail_at: str | None = None
     git_commit: str | None = Field(None, validation_alias=AliasChoices("CRACKSEG_GIT_COMMIT", "GIT_COMMIT"))

@@ -75,12 +75,13 @@ def _copy_feedback(plan: RetrainPlan, store: FeedbackStore, out: Path) -> int:
     manifest = []
     for item in plan.items:
         record = store.get(item.id)
-        if record is None or record.label_file is None:
+        label_file = item.label_file or (record.label_file if record else None)
+        if record is None or label_file is None or not store.path(label_file).is_file():
             raise RetrainError(
-                f"feedback record {item.id} vanished or lost its label since the run was planned"
+                f"feedback record {item.id} vanished or lost its label {label_file} since the run was planned"
             )
         image = store.path(record.image_file)
-        label = store.path(record.label_file)
+        label = store.path(label_file)  # the label as planned, even if it was corrected since
         shutil.copyfile(image, out / "images" / f"{record.id}{image.suffix}")
         shutil.copyfile(label, out / "masks" / f"{record.id}.png")
         manifest.append(
@@ -88,7 +89,7 @@ def _copy_feedback(plan: RetrainPlan, store: FeedbackStore, out: Path) -> int:
                 "id": record.id,
                 "updated_at": item.updated_at.isoformat(),
                 "verdict": record.verdict,
-                "label": "corrected" if record.has_mask else "predicted",
+                "label": "corrected" if label_file.startswith("masks/") else "predicted",
             }
         )
     atomic_write_json(out / "manifest.json", manifest)

@@ -6,17 +6,31 @@ Never imports torch (it runs in a small image): only the feedback store, the exe
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from services.common.feedback import FeedbackStore
 from services.retrain import events
-from services.retrain.executors import Executor, KubernetesJobExecutor, LocalSubprocessExecutor
-from services.retrain.plan import make_plan
+from services.retrain.errors import AlreadyRunningError, ConfigError
+from services.retrain.executors import (
+    Executor,
+    KubernetesJobExecutor,
+    LaunchResult,
+    LocalSubprocessExecutor,
+)
+from services.retrain.journal import RunJournal, load_journal, save_journal
+from services.retrain.plan import make_plan, validate_run_name
 from services.retrain.settings import TriggerSettings
 
-Reason = Literal["below_threshold", "already_running", "launched", "exists", "dry_run"]
+Reason = Literal["below_threshold", "already_running", "launched", "exists", "gave_up", "dry_run"]
+REASON_OF_OUTCOME: dict[str, Reason] = {
+    "launched": "launched",
+    "exists": "exists",
+    "in_progress": "already_running",
+    "gave_up": "gave_up",
+}
 
 
 class TriggerDecision(BaseModel):
@@ -74,7 +88,7 @@ def decide(
         result = executor.launch(plan)
         decision = TriggerDecision(
             action="launch" if result.created else "skip",
-            reason="launched" if result.created else "exists",
+            reason=REASON_OF_OUTCOME[result.outcome],
             detail=result.detail,
             active_runs=[],
             created=result.created,
@@ -93,3 +107,40 @@ def build_executor(settings: TriggerSettings) -> Executor:
         template = load_template(settings.job_template)
         return KubernetesJobExecutor(KubeClient(KubeConfig.from_settings(settings)), template)
     return LocalSubprocessExecutor(settings.journal_dir, settings.retrain_command, settings.retrain_log_dir)
+
+
+def retry(settings: TriggerSettings, executor: Executor, run_name: str | None = None) -> LaunchResult:
+    """``crackseg retrain retry``: grant a failed run ``retrain_max_attempts`` more tries and launch it.
+
+    Without ``run_name``, the most recently written journal of an unfinished run. The run resumes after its last
+    completed step and follows its frozen plan.
+    """
+    journal = _retry_target(settings, run_name)
+    if journal.run_name in executor.active_runs():
+        raise AlreadyRunningError(f"run {journal.run_name} is in progress; nothing to retry")
+    grant_attempts(settings.journal_dir, journal, settings.retrain_max_attempts)
+    return executor.launch(journal.plan)
+
+
+def grant_attempts(journal_dir: Path, journal: RunJournal, attempts: int) -> None:
+    """Allow ``attempts`` more tries of an unfinished run (journalled, so the trigger sees it too)."""
+    journal.attempt_budget = journal.attempts + attempts
+    save_journal(journal_dir, journal)
+    events.emit("retry_granted", run=journal.run_name, attempt_budget=journal.attempt_budget)
+
+
+def _retry_target(settings: TriggerSettings, run_name: str | None) -> RunJournal:
+    if run_name is not None:
+        journal = load_journal(settings.journal_dir, validate_run_name(run_name))
+        if journal is None:
+            raise ConfigError(f"no journal for run {run_name} in {settings.journal_dir}")
+    else:
+        paths = sorted(settings.journal_dir.glob("crackseg-retrain-*.json"), key=lambda p: p.stat().st_mtime)
+        journals = [load_journal(settings.journal_dir, p.stem) for p in paths]
+        unfinished = [j for j in journals if j is not None and not j.finished]
+        if not unfinished:
+            raise ConfigError(f"no unfinished run to retry in {settings.journal_dir}")
+        journal = unfinished[-1]
+    if journal.finished:
+        raise ConfigError(f"run {journal.run_name} already finished: {journal.status}")
+    return journal

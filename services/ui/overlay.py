@@ -1,5 +1,8 @@
 """Image helpers for the UI, pure numpy + Pillow: decoding, overlays, and canvas strokes → corrected mask.
 
+Decoding is the predictor's own (``ml.data.imageio``, torch-free), so the UI shows exactly the pixels and the
+mask the model saw.
+
 The canvas shows the photo with the predicted mask on it and records only the person's strokes on a transparent
 layer: white strokes add crack pixels, dark strokes erase them. :func:`apply_canvas_edits` turns that RGBA layer,
 drawn at display size, into a binary mask at the size of the original image.
@@ -10,7 +13,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from ml.data import imageio
 
 PAINT_COLOR = "#ffffff"
 # Translucent so the photo stays visible under an erased stroke; still dark enough to tell apart from paint.
@@ -22,43 +27,23 @@ UNTOUCHED, PAINTED, ERASED = 0, 1, 2
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode image bytes into ``(H, W, 3) uint8`` RGB, EXIF orientation applied (as the predictor does)."""
+    """Decode image bytes into ``(H, W, 3) uint8`` RGB exactly as the predictor does (``ml.data.imageio``)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            oriented = ImageOps.exif_transpose(img) or img
-            if oriented.mode in ("RGBA", "LA", "PA") or (
-                oriented.mode == "P" and "transparency" in oriented.info
-            ):
-                rgba = oriented.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                oriented = Image.alpha_composite(white, rgba)
-            elif oriented.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(oriented, dtype=np.float64)
-                span = float(arr.max() - arr.min()) or 1.0
-                oriented = Image.fromarray(np.round((arr - arr.min()) / span * 255).astype(np.uint8))
-            return np.asarray(oriented.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return imageio.read_image(data)
+    except imageio.ImageDecodeError as e:
         raise ValueError(f"not a readable image: {e}") from e
 
 
 def decode_mask(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode a mask PNG (0/255 or 0/1, gray, RGB or RGBA) into ``(H, W) bool``.
+    """Decode a mask PNG (0/255 or 0/1, gray, RGB, RGBA or palette) into ``(H, W) bool``, as the predictor does.
 
     Args:
         data: The encoded mask.
         shape: ``(H, W)`` it must have; a mismatch raises ``ValueError`` saying both sizes.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA"):
-                # A mask painted on a transparent layer: the opaque, bright pixels are the crack.
-                rgba = np.asarray(img.convert("RGBA"))
-                mask = (rgba[..., 3] >= 128) & (rgba[..., :3].mean(axis=-1) >= 128)
-            else:
-                mask = np.asarray(img.convert("L")) > 0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        mask = imageio.read_mask(data)
+    except imageio.ImageDecodeError as e:
         raise ValueError(f"not a readable mask image: {e}") from e
     if shape is not None and mask.shape != tuple(shape):
         raise ValueError(

@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 
+from ml.names import CHAMPION_ALIAS, MODEL_NAME
 from services.ui.settings import UISettings
 
-CHAMPION = "champion"
+CHAMPION = CHAMPION_ALIAS
 # A registry page never needs more than the most recent versions; older ones stay in MLflow's own UI.
 MAX_VERSIONS = 200
 
@@ -123,7 +124,7 @@ class RegistryClient:
     def __init__(
         self,
         tracking_uri: str,
-        model_name: str = "crackseg",
+        model_name: str = MODEL_NAME,
         *,
         token: str | None = None,
         timeout: float = 10.0,

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.names import MODEL_NAME, RETRAIN_THRESHOLD
+
 
 class UISettings(BaseSettings):
     """Where the predictor and MLflow live, how long to wait for them and how often to retry.
@@ -30,8 +32,8 @@ class UISettings(BaseSettings):
         None, validation_alias=AliasChoices("MLFLOW_TRACKING_TOKEN", "mlflow_token")
     )
     api_token: SecretStr | None = None
-    registered_model: str = "crackseg"
-    retrain_threshold: int = Field(20, ge=1)
+    registered_model: str = MODEL_NAME
+    retrain_threshold: int = Field(RETRAIN_THRESHOLD, ge=1)
     # Seconds. Inference on a large photo can take several seconds on a CPU, so predict gets its own limit.
     connect_timeout: float = Field(3.0, gt=0)
     read_timeout: float = Field(10.0, gt=0)

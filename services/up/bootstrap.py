@@ -1,49 +1,67 @@
-"""First start: put the starter model into an empty registry as version 1, alias ``champion``."""
+"""First start: make sure the registry has a ``champion``, and that it is a model allowed to serve.
+
+Only a version that passed the promotion gate (tag ``status=promoted``) or the shipped starter model may get the
+alias: a registry that holds only rejected or unjudged versions gets the starter registered (again) instead.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from ml.checkpoint import read_config
+import tenacity
 
-MODEL_NAME = "crackseg"
-CHAMPION = "champion"
+from ml.checkpoint import ModelConfig, read_config
+from ml.registry import MODEL_NAME, Registry, RegistryError
+
+PROMOTED = "promoted"  # the status tag of a version that passed the gate (services/retrain/run.py)
 
 
 def ensure_champion(tracking_uri: str, starter_dir: Path, retries: int = 5) -> str:
-    """Return the champion's version, registering ``starter_dir`` first when the registry has no versions.
+    """Return the champion's version; set the alias when it is missing (see the module docstring).
 
-    Idempotent: a registry that already has versions is left alone (a missing alias is set on the newest).
+    Idempotent: an existing alias is left alone.
     """
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    for attempt in range(retries):
-        try:
-            return _ensure(client, mlflow, tracking_uri, starter_dir)
-        except MlflowException:
-            if attempt == retries - 1:
-                raise
-            time.sleep(2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    retrying = tenacity.Retrying(  # a just-started MLflow server may still refuse the first calls
+        stop=tenacity.stop_after_attempt(retries),
+        wait=tenacity.wait_exponential(multiplier=1, max=10),
+        retry=tenacity.retry_if_exception_type(RegistryError),
+        reraise=True,
+    )
+    return retrying(_ensure, Registry(tracking_uri), starter_dir)
 
 
-def _ensure(client, mlflow, tracking_uri: str, starter_dir: Path) -> str:  # type: ignore[no-untyped-def]
-    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
-    if versions:
-        try:
-            return str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
-        except Exception:
-            newest = max(versions, key=lambda v: int(v.version))
-            client.set_registered_model_alias(MODEL_NAME, CHAMPION, newest.version)
-            return str(newest.version)
+def _ensure(registry: Registry, starter_dir: Path) -> str:
+    champion = registry.champion()
+    if champion is not None:
+        return champion.version
+    promoted = [v for v in registry.versions() if v.tags.get("status") == PROMOTED]
+    version = promoted[-1].version if promoted else _register_starter(registry, starter_dir)
+    registry.set_champion(version)
+    return version
 
+
+def _register_starter(registry: Registry, starter_dir: Path) -> str:
     config = read_config(starter_dir)  # fails loudly when the starter model is missing
+    run_id = _log_starter(registry.uri, starter_dir, config)
+    registry.ensure_model(description="Attention U-Net crack segmentation")
+    tags = {
+        "dataset_hash": config.dataset_hash or "synthetic",
+        "git_commit": config.git_commit or "unknown",
+        "parent_version": "",
+        "feedback_count": "0",
+        "status": PROMOTED,
+        "origin": "starter",
+        **{k: str(v) for k, v in config.metrics.items() if k in ("f1_ods", "f1_at_0_5")},
+    }
+    return registry.register(run_id, tags).version
+
+
+def _log_starter(tracking_uri: str, starter_dir: Path, config: ModelConfig) -> str:
+    """An MLflow run holding the starter checkpoint as its ``model/`` artifact; returns the run id."""
+    import mlflow
+
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("crackseg-bootstrap")
+    mlflow.set_experiment(f"{MODEL_NAME}-bootstrap")
     with mlflow.start_run(run_name="starter-model") as run:
         mlflow.log_artifacts(str(starter_dir), artifact_path="model")
         mlflow.log_params(
@@ -51,18 +69,4 @@ def _ensure(client, mlflow, tracking_uri: str, starter_dir: Path) -> str:  # typ
         )
         if config.metrics:
             mlflow.log_metrics(config.metrics)
-    if not any(m.name == MODEL_NAME for m in client.search_registered_models()):
-        client.create_registered_model(MODEL_NAME, description="Attention U-Net crack segmentation")
-    tags = {
-        "dataset_hash": config.dataset_hash or "synthetic",
-        "git_commit": config.git_commit or "unknown",
-        "parent_version": "",
-        "feedback_count": "0",
-        "status": "promoted",
-        **{k: str(v) for k, v in config.metrics.items() if k in ("f1_ods", "f1_at_0_5")},
-    }
-    version = client.create_model_version(
-        MODEL_NAME, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags
-    )
-    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version.version)
-    return str(version.version)
+    return str(run.info.run_id)

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.names import RETRAIN_THRESHOLD
+
 
 class UpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRACKSEG_UP_")
@@ -19,7 +21,9 @@ class UpSettings(BaseSettings):
     ui_port: int = 8500
     prometheus_port: int = 9090
     trigger_interval_s: float = Field(60.0, gt=0, description="how often the retrain trigger runs")
-    retrain_threshold: int = Field(20, ge=1, description="labelled feedback that starts a retraining run")
+    retrain_threshold: int = Field(
+        RETRAIN_THRESHOLD, ge=1, description="labelled feedback that starts a retraining run"
+    )
     starter_model: Path = Path("models/starter")
     prometheus_config: Path = Path("monitoring/prometheus.yml")
     base_data: Path | None = Field(

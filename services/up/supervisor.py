@@ -1,7 +1,7 @@
-"""A small process supervisor: health-gated start in order, logs per process, clean stop of every child.
+"""``crackseg up``'s supervisor: health-gated start in order, logs per process, clean stop of every child.
 
-Each child runs in its own process group so that stopping it also stops whatever it spawned (MLflow's
-workers, Streamlit's server). One supervisor per state folder: a second one is refused by an flock'd pidfile.
+The children are :class:`services.common.procs.ManagedProcess` (own process group, stopped whole). One
+supervisor per state folder: a second one is refused by :class:`PidLock`.
 """
 
 from __future__ import annotations
@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
-import httpx
+from ml.fsutil import atomic_write_bytes
+from services.common.procs import ManagedProcess, NotReadyError, tail
 
 
 class UpError(RuntimeError):
@@ -40,9 +39,11 @@ class ServiceSpec:
 @dataclass
 class Running:
     spec: ServiceSpec
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
+    proc: ManagedProcess
+
+    @property
+    def log_path(self) -> Path:
+        return self.proc.log_path
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -56,53 +57,84 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class PidLock:
-    """An exclusive lock on ``<state>/up.pid`` holding the supervisor's PID."""
+    """One supervisor per state folder: an ``flock`` on ``<name>.lock`` held for life, the PID in ``<name>.pid``.
 
-    def __init__(self, path: Path) -> None:
+    The kernel lock is the only truth (it dies with the process, ``kill -9`` included). The lock file is never
+    deleted: deleting it would let a waiter lock the old inode while a newcomer locks a new file, two
+    "exclusive" holders. The PID file is only a label, written atomically after the lock is taken and removed
+    before it is released; readers poll it briefly, so they never report a live supervisor as gone.
+    """
+
+    def __init__(self, path: Path, wait_s: float = 1.0) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self.lock_path = path.with_suffix(".lock")
+        self.wait_s = (
+            wait_s  # a reader's probe holds the lock for microseconds: wait that out, not a supervisor
+        )
+        self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held for the supervisor's lifetime
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            f.close()
-            raise UpError(
-                f"crackseg is already running (supervisor pid {pid}, lock {self.path}); "
-                "stop it with `make down` or Ctrl-C in its terminal"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._file = f
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while not _try_flock(fd, fcntl.LOCK_EX):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                pid = read_supervisor_pid(self.path)
+                raise UpError(
+                    f"crackseg is already running (supervisor pid {pid or '?'}, lock {self.lock_path}); "
+                    "stop it with `make down` or Ctrl-C in its terminal"
+                )
+            time.sleep(0.02)
+        self._fd = fd
+        atomic_write_bytes(self.path, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
 
 
-def read_supervisor_pid(path: Path) -> int | None:
-    """PID of a running supervisor holding ``path``, or None when none holds it."""
+def _try_flock(fd: int, mode: int) -> bool:
     try:
-        with open(path) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                text = f.read().strip()
-                return int(text) if text.isdigit() else None
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return None
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_supervisor_pid(path: Path, wait_s: float = 2.0) -> int | None:
+    """PID of a running supervisor of ``path`` (its ``.pid`` file), or None when none holds the lock."""
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_RDONLY)
     except FileNotFoundError:
         return None
+    try:
+        if _try_flock(fd, fcntl.LOCK_SH):
+            return None  # nobody holds it exclusively (closing our descriptor drops the shared probe)
+        deadline = time.monotonic() + wait_s
+        while True:  # held: the PID file may not be written yet, or still name a crashed predecessor
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(path.read_text().strip())
+                if _alive(pid):
+                    return pid
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
 
 
 class Supervisor:
@@ -123,19 +155,9 @@ class Supervisor:
             )
 
     def start(self, spec: ServiceSpec) -> Running:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{spec.name}.log"
-        log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop_all()
         self.echo(f"  starting {spec.name:<11} log: {log_path}")
-        proc = subprocess.Popen(
-            list(spec.cmd),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
-            start_new_session=True,
-        )
-        running = Running(spec, proc, log_path, log_file)
+        running = Running(spec, ManagedProcess(spec.cmd, log_path, spec.env))
         self.running.append(running)
         if spec.health_url:
             self.wait_healthy(running)
@@ -143,68 +165,42 @@ class Supervisor:
 
     def wait_healthy(self, running: Running) -> None:
         spec = running.spec
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < spec.start_timeout:
-            if running.proc.poll() is not None:
+        assert spec.health_url is not None
+        try:
+            took = running.proc.wait_http(spec.health_url, timeout=spec.start_timeout)
+        except NotReadyError as e:
+            code = running.proc.returncode
+            if code is not None:
                 raise UpError(
-                    f"{spec.name} exited with code {running.proc.returncode} while starting; "
+                    f"{spec.name} exited with code {code} while starting; "
                     f"last lines of {running.log_path}:\n{tail(running.log_path)}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                assert spec.health_url is not None
-                if httpx.get(spec.health_url, timeout=2.0).status_code == 200:
-                    self.echo(f"  {spec.name:<11} healthy after {time.monotonic() - t0:.1f}s")
-                    return
-            time.sleep(0.5)
-        raise UpError(
-            f"{spec.name} not healthy at {spec.health_url} after {spec.start_timeout:.0f}s; "
-            f"see {running.log_path}:\n{tail(running.log_path)}"
-        )
+                ) from e
+            raise UpError(
+                f"{spec.name} not healthy at {spec.health_url} after {spec.start_timeout:.0f}s; "
+                f"see {running.log_path}:\n{tail(running.log_path)}"
+            ) from e
+        self.echo(f"  {spec.name:<11} healthy after {took:.1f}s")
 
     def run_once(self, name: str, cmd: Sequence[str], env: dict[str, str], timeout: float) -> int:
-        """Run a short command to completion, logging to ``<name>.log``; returns its exit code."""
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.logs_dir / f"{name}.log", "ab") as log_file:
-            try:
-                return subprocess.run(
-                    list(cmd),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-                    timeout=timeout,
-                    check=False,
-                    start_new_session=True,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                return 124
+        """Run a short command to completion, logging to ``<name>.log``; returns its exit code (124: timeout)."""
+        proc = ManagedProcess(cmd, self.logs_dir / f"{name}.log", env)
+        try:
+            return proc.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return 124
+        finally:
+            proc.stop(timeout=5)
 
     def dead(self) -> list[Running]:
-        return [r for r in self.running if r.proc.poll() is not None]
+        return [r for r in self.running if r.proc.returncode is not None]
 
     def stop_all(self, timeout: float = 20.0) -> None:
         for r in reversed(self.running):
-            if r.proc.poll() is None:
+            if r.proc.returncode is None:
                 self.echo(f"  stopping {r.spec.name}")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(r.proc.pid, signal.SIGTERM)
+                r.proc.terminate()
         deadline = time.monotonic() + timeout
         for r in reversed(self.running):
-            try:
-                r.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.echo(f"  {r.spec.name} ignored SIGTERM; killing it")
-            # Whatever is left in the group (the leader or its children) is killed.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(r.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                r.proc.wait(timeout=5)
-            r.log_file.close()
+            if not r.proc.stop(timeout=deadline - time.monotonic()):
+                self.echo(f"  {r.spec.name} ignored SIGTERM; killed it")
         self.running.clear()
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

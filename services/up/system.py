@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ml.registry import CHAMPION_URI
+from services.common.procs import MLFLOW_ENV, mlflow_server_command
+from services.retrain.executors import stop_active_run
 from services.up.settings import UpSettings
 from services.up.supervisor import PidLock, ServiceSpec, Supervisor, UpError
 
@@ -73,25 +76,10 @@ class LocalSystem:
         specs = [
             ServiceSpec(
                 "mlflow",
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--backend-store-uri",
-                    f"sqlite:///{st / 'mlflow' / 'mlflow.db'}",
-                    "--artifacts-destination",
-                    str(st / "mlflow" / "artifacts"),
-                    "--host",
-                    s.host,
-                    "--port",
-                    str(s.mlflow_port),
-                    "--workers",
-                    "1",
-                ],
+                mlflow_server_command(st / "mlflow", s.host, s.mlflow_port),
                 port=s.mlflow_port,
                 health_url=f"{s.url(s.mlflow_port)}/health",
-                env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                env={**env, **MLFLOW_ENV},
                 start_timeout=180,
             ),
             ServiceSpec(
@@ -100,7 +88,7 @@ class LocalSystem:
                     CRACKSEG,
                     "serve",
                     "--model",
-                    "models:/crackseg@champion",
+                    CHAMPION_URI,
                     "--host",
                     s.host,
                     "--port",
@@ -176,6 +164,7 @@ class LocalSystem:
             self.print_welcome(has_prometheus=any(s.name == "prometheus" for s in specs))
             return self.supervise()
         finally:
+            self.stop_retrain()
             self.supervisor.stop_all()
             self.lock.release()
             for sig, handler in previous.items():
@@ -202,6 +191,12 @@ class LocalSystem:
                     )
                 next_trigger = time.monotonic() + self.s.trigger_interval_s
         return 0
+
+    def stop_retrain(self) -> None:
+        """Stop a retraining run the trigger started: it runs in its own session, outside every service group."""
+        stopped = stop_active_run(retrain_journal_dir(self.state))
+        if stopped is not None:
+            self.echo(f"  stopped     retraining run (pid {stopped}); the next start resumes it")
 
     def bootstrap_registry(self) -> None:
         """Register the starter model as version 1 with alias ``champion`` when the registry is empty."""
@@ -232,15 +227,24 @@ class LocalSystem:
         self.echo("\n".join(lines))
 
 
+def retrain_journal_dir(state: Path) -> Path:
+    """Where the local retraining runs keep their journals and lock (``CRACKSEG_FEEDBACK_DIR``/state/retrain)."""
+    return state / "feedback" / "state" / "retrain"
+
+
 def stop_running(state_dir: Path, timeout: float = 60.0, echo: Callable[[str], None] = print) -> bool:
-    """Ask a running supervisor to stop (SIGTERM) and wait for it; False when none runs."""
+    """Ask a running supervisor to stop (SIGTERM) and wait for it; False when none runs.
+
+    A retraining run left behind by a supervisor that died is stopped too.
+    """
     import os
 
     from services.up.supervisor import read_supervisor_pid
 
     pid = read_supervisor_pid(state_dir.resolve() / "up.pid")
     if pid is None:
-        echo("crackseg is not running")
+        orphan = stop_active_run(retrain_journal_dir(state_dir.resolve()))
+        echo("crackseg is not running" + (f" (stopped a retraining run, pid {orphan})" if orphan else ""))
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

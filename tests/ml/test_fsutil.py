@@ -49,3 +49,13 @@ def test_atomic_dir_failure_keeps_the_old_folder_and_no_staging(tmp_path):
         raise RuntimeError("crash mid-way")
     assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_sha256_file_matches_hashlib_on_more_than_one_chunk(tmp_path):
+    import hashlib
+
+    from ml.fsutil import sha256_file
+
+    data = bytes(range(256)) * 5000  # 1.28 MB: several of file_digest's reads
+    (tmp_path / "blob").write_bytes(data)
+    assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()

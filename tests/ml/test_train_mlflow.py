@@ -72,7 +72,7 @@ def test_train_logs_and_registers(
         tracking_uri=mlflow_server,
     )
     assert by_alias.f1_ods == local.f1_ods and by_alias.per_image == local.per_image
-    assert (cache / REGISTERED_MODEL / result.registered_version / "model.safetensors").is_file()
+    assert (cache / REGISTERED_MODEL / f"v{result.registered_version}" / "model.safetensors").is_file()
     by_number = evaluate(
         f"models:/{REGISTERED_MODEL}/{result.registered_version}",
         tiny_dataset,

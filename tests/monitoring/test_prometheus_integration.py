@@ -155,8 +155,10 @@ def traffic(stack: dict[str, Any]) -> dict[str, Any]:
         bad = client.post("/predict", files={"file": ("x.png", b"this is not an image", "image/png")})
         assert 400 <= bad.status_code < 500, bad.text
         assert client.get("/ping").status_code == 200
-    # Scrapes every second; rate() needs two samples after the traffic.
-    time.sleep(6)
+    # Scrapes every second; rate() needs two samples after the traffic: wait until Prometheus has three.
+    after = time.time() + 3
+    newest = _wait_for(stack["prometheus"], f"min(timestamp(up)) > {after}", timeout=60)
+    assert newest, "Prometheus did not scrape after the traffic within 60 s"
     return stack
 
 

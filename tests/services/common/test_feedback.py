@@ -19,10 +19,20 @@ def test_save_writes_content_addressed_files_and_record(tmp_path):
     assert not dup
     assert len(record.id) == 64
     assert (tmp_path / record.image_file).read_bytes() == b"img-1"
-    assert (tmp_path / "masks" / f"{record.id}.png").read_bytes() == b"mask"
+    assert record.mask_file is not None and (tmp_path / record.mask_file).read_bytes() == b"mask"
     on_disk = json.loads((tmp_path / "records" / f"{record.id}.json").read_text())
     assert on_disk["has_mask"] is True and on_disk["verdict"] == "missed_cracks"
-    assert record.labelled and record.label_file == f"masks/{record.id}.png"
+    assert record.labelled and record.label_file == record.mask_file
+    assert record.mask_file.startswith(f"masks/{record.id}-")
+
+
+def test_a_newer_label_never_overwrites_the_file_an_older_one_points_at(tmp_path):
+    store = FeedbackStore(tmp_path)
+    first, _ = _save(store, mask_png=b"first mask", now=T0)
+    second, _ = _save(store, mask_png=b"second mask", now=T0 + timedelta(seconds=1))
+    assert first.mask_file != second.mask_file
+    assert store.path(first.mask_file).read_bytes() == b"first mask"
+    assert store.path(second.mask_file).read_bytes() == b"second mask"
 
 
 def test_identical_images_deduplicate_and_newer_label_wins(tmp_path):
@@ -70,6 +80,30 @@ def test_unreadable_records_are_skipped(tmp_path):
     _save(store, now=T0)
     (tmp_path / "records" / ("0" * 64 + ".json")).write_text("{broken")
     assert len(list(store.records())) == 1
+
+
+def test_malformed_files_are_skipped_and_counted_and_never_fail_a_save(tmp_path):
+    """Issue 14 item 5: the save route calls stats() after writing; a bad file must not turn that into a 500."""
+    store = FeedbackStore(tmp_path)
+    store.record_retrain(RetrainOutcome(run="r1", outcome="promoted", model_version="2"))
+    runs = json.loads((tmp_path / "state" / "retrain_runs.json").read_text())
+    runs.append({"run": "r2", "outcome": "exploded"})  # an outcome this version does not know
+    (tmp_path / "state" / "retrain_runs.json").write_text(json.dumps(runs))
+    first, _ = _save(store, verdict="other", now=T0)
+    (tmp_path / "records" / f"{first.id}.json").write_text('{"id": "truncated')  # this image's own record
+    (tmp_path / "records" / ("0" * 64 + ".json")).write_text("{broken")
+
+    record, dedup = _save(store, verdict="correct", predicted_png=b"pred", now=T0 + timedelta(seconds=1))
+    stats = store.stats(threshold=5)
+    assert not dedup and record.labelled  # the malformed record was replaced by a good one
+    assert stats.total == 1 and stats.labelled == 1
+    assert stats.skipped == 2  # the broken record file and the unknown run outcome
+    assert stats.last_retrain is not None and stats.last_retrain.run == "r1"
+
+    (tmp_path / "state" / "watermark.json").write_text("not json")
+    assert store.stats().skipped == 3  # reported
+    with pytest.raises(ValueError, match=r"watermark\.json is malformed"):
+        store.read_watermark()  # but the trigger must not count from a guessed watermark
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"verdict": "great"}, "unknown verdict")])

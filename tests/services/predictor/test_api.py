@@ -174,7 +174,8 @@ def test_save_for_retrain_with_mask_and_dedup(client, settings, jpeg: bytes) -> 
     record = store.get(first["id"])
     assert record is not None and record.verdict == "false_cracks" and record.model_version == "1"
     assert record.history[0].verdict == "missed_cracks"
-    stored_mask = _decode_png(store.path(f"masks/{first['id']}.png").read_bytes())
+    (mask_file,) = (store.root / "masks").glob(f"{first['id']}-*.png")  # the first save's, content-addressed
+    stored_mask = _decode_png(mask_file.read_bytes())
     assert set(np.unique(stored_mask)) == {0, 255}
     assert store.path(record.image_file).read_bytes() == jpeg
     assert client.get("/v1/feedback/stats").json()["by_verdict"]["false_cracks"] == 1

@@ -64,7 +64,8 @@ def test_feedback_stores_the_shown_mask_and_its_version(client, settings, jpeg: 
     store = FeedbackStore(settings.feedback_dir)
     record = store.get(r.json()["id"])
     assert record is not None and record.model_version == "41", "the version that made the shown mask"
-    stored = _png(store.path(f"predicted/{record.id}.png").read_bytes())
+    assert record.predicted_mask_file is not None  # content-addressed: predicted/<id>-<sha256[:16]>.png
+    stored = _png(store.path(record.predicted_mask_file).read_bytes())
     assert np.array_equal(stored > 0, shown > 0)
 
 

@@ -164,6 +164,19 @@ def test_hot_swap_under_load_has_zero_failures(server: Server) -> None:
     failures: list[str] = []
     versions: set[str] = set()
     lock = threading.Lock()
+    answered = [0]  # predictions answered so far, by all loops
+
+    def wait_for_answers(more: int, timeout: float = 120) -> None:
+        """Block until ``more`` further predictions were answered (traffic really flows across the swap)."""
+        with lock:
+            target = answered[0] + more
+        deadline = time.monotonic() + timeout
+        while True:
+            with lock:
+                if answered[0] >= target:
+                    return
+            assert time.monotonic() < deadline, f"only {answered[0]} of {target} predictions answered"
+            time.sleep(0.02)
 
     def predict_loop() -> int:
         n = 0
@@ -175,6 +188,7 @@ def test_hot_swap_under_load_has_zero_failures(server: Server) -> None:
                         failures.append(f"predict {r.status_code}: {r.text[:200]}")
                     else:
                         versions.add(r.json()["model_version"])
+                    answered[0] += 1
                 n += 1
         return n
 
@@ -190,13 +204,13 @@ def test_hot_swap_under_load_has_zero_failures(server: Server) -> None:
     with ThreadPoolExecutor(max_workers=5) as pool:
         workers = [pool.submit(predict_loop) for _ in range(4)]
         pool.submit(ready_loop)
-        time.sleep(1.0)
+        wait_for_answers(4)
         with httpx.Client(base_url=server.url, timeout=120, headers=server.auth) as c:
             for version in ("2", None, "2"):
                 body = {"version": version} if version else {}
                 r = c.post("/v2/repository/models/crackseg/load", json=body)
                 assert r.status_code == 200, r.text
-                time.sleep(0.7)
+                wait_for_answers(4)
         stop.set()
         counts = [w.result() for w in workers]
     assert failures == []

@@ -75,9 +75,9 @@ def champion(mlflow_server: str, loop_data: LoopData, tmp_path_factory: pytest.T
     """A tiny model trained on the base set, registered, aliased ``champion`` (version 1 in a fresh server)."""
     import torch
 
+    from ml.registry import Registry
     from ml.train import TrainParams, train
     from services.retrain.modelstore import export_version
-    from services.retrain.promote import Registry
 
     torch.set_num_threads(1)
     result = train(
@@ -102,8 +102,8 @@ def predictor(champion: Champion, tmp_path_factory: pytest.TempPathFactory) -> I
 
     Earlier modules may have promoted other versions, so the current alias is exported and served, not version 1.
     """
+    from ml.registry import Registry
     from services.retrain.modelstore import export_version
-    from services.retrain.promote import Registry
 
     state = tmp_path_factory.mktemp("predictor")
     registry = Registry(champion.tracking_uri)

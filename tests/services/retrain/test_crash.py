@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore
-from services.retrain.errors import InjectedCrash
+from services.retrain.errors import GaveUpError, InjectedCrash
 from services.retrain.journal import load_journal
 from services.retrain.modelstore import verify_export
 from services.retrain.plan import make_plan
-from services.retrain.promote import Registry
 from services.retrain.rollout import HttpRollout
 from services.retrain.run import STEPS, RetrainRun
 from services.retrain.settings import RunSettings
+from services.retrain.trigger import grant_attempts
 from tests.helpers.procs import REPO
 from tests.services.retrain.conftest import Champion, LoopData, Predictor, run_env, served_version
 
@@ -69,6 +70,7 @@ def settings_for(
         retrain_work_dir=tmp_path / "work",
         retrain_params=loop_data.params,
         retrain_tolerance=1.0,
+        retrain_retry_wait_s=0,
         rollout="http",
         predictor_url=predictor.url,
         mlflow_tracking_uri=champion.tracking_uri,
@@ -210,17 +212,17 @@ def test_rerun_in_a_fresh_pod_without_scratch_space(
     assert_finished(store, registry, predictor, run_name)
 
 
-def test_failed_rollout_reverts_alias_and_patch_and_a_rerun_finishes(
+def test_failed_rollout_leaves_alias_and_reverts_patch_and_a_retry_finishes(
     predictor: Predictor, champion: Champion, loop_data: LoopData, tmp_path: Path
 ) -> None:
-    """Deployment mode against the fake API: the new pods never become available."""
+    """Deployment mode against the fake API: the new pods never become available, on both tries."""
     from services.retrain.errors import RolloutTimeoutError
     from services.retrain.rollout import DeploymentRollout
     from tests.services.retrain.fakekube import FakeKube, complete_rollout, deployment, stuck_rollout
 
     store = labelled_store(tmp_path / "feedback", loop_data.feedback_samples, range(1, 3))
     settings = settings_for(tmp_path, loop_data, champion, predictor).model_copy(
-        update={"rollout": "deployment"}
+        update={"rollout": "deployment", "retrain_max_attempts": 2}
     )
     registry = Registry(champion.tracking_uri)
     parent = registry.champion()
@@ -239,18 +241,22 @@ def test_failed_rollout_reverts_alias_and_patch_and_a_rerun_finishes(
         and journal.status == "failed"
         and "RolloutTimeoutError" in (journal.last_error or "")
     )
-    assert journal.completed == list(STEPS[: STEPS.index("promote")])
+    assert journal.completed == list(STEPS[: STEPS.index("rollout")]) and journal.attempts == 2
     assert registry.champion().version == parent.version  # type: ignore[union-attr]
+    assert journal.served_version == parent.version and "not moved" in (journal.rollout_note or "")
     tags = registry.get(journal.challenger_version or "").tags
-    assert tags["status"] == "rolled-back" and tags["rejection_reason"].startswith("rollout failed")
+    assert tags["status"] == "rollout-failed" and tags["rejection_reason"].startswith("rollout failed")
     assert store.read_watermark() is None
-    assert store.retrain_runs()[-1].outcome == "failed"
+    assert [r.outcome for r in store.retrain_runs()] == ["failed"]
     env = kube.deployments["crackseg-predictor"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "CRACKSEG_MODEL_VERSION", "value": parent.version} in env
+    with pytest.raises(GaveUpError):
+        RetrainRun(settings, registry, rollout).execute(run_name)
 
     kube.on_get_deployment = complete_rollout
+    grant_attempts(settings.journal_dir, journal, 1)  # what `crackseg retrain retry` does before launching
     final = RetrainRun(settings, registry, rollout).execute(run_name)
-    assert final.status == "promoted" and final.attempts == 2
+    assert final.status == "promoted" and final.attempts == 3
     assert registry.champion().version == final.challenger_version  # type: ignore[union-attr]
     assert registry.get(final.challenger_version or "").tags["status"] == "promoted"
     assert kube.deployments["crackseg-predictor"]["spec"]["template"]["metadata"]["annotations"] == {

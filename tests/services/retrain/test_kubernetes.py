@@ -496,7 +496,7 @@ def test_unloadable_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
 def test_run_labels_its_job_with_the_outcome_and_survives_a_missing_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
     from services.retrain.run import RetrainRun
     from services.retrain.settings import RunSettings
 
@@ -566,7 +566,7 @@ def test_the_trigger_role_covers_every_call_the_trigger_makes(tmp_path: Path) ->
 @pytest.mark.parametrize("kserve", [False, True])
 def test_the_run_role_covers_every_call_the_run_makes(kserve: bool, tmp_path: Path, monkeypatch: Any) -> None:
     """Issue 13 item 11: the run labels its own Job, which the Role did not allow."""
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
     from services.retrain.run import RetrainRun
     from services.retrain.settings import RunSettings
 

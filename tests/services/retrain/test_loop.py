@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore
 from services.retrain.executors import LocalSubprocessExecutor
 from services.retrain.journal import load_journal
 from services.retrain.modelstore import verify_export
-from services.retrain.promote import Registry
 from services.retrain.trigger import decide
 from tests.helpers.procs import BIN, REPO
 from tests.services.retrain.conftest import Champion, LoopData, Predictor, run_env, served_version

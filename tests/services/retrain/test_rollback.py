@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ml.registry import Registry
 from services.common.feedback import FeedbackStore
 from services.retrain.errors import RegistryError, RolloutTimeoutError
 from services.retrain.modelstore import verify_export
-from services.retrain.promote import Registry
 from services.retrain.rollback import rollback
 from services.retrain.rollout import DeploymentRollout
 from services.retrain.settings import RolloutSettings
@@ -61,10 +61,22 @@ def test_rollback_to_the_parent_patches_the_deployment(
     assert (outcome.outcome, outcome.model_version) == ("rolled_back", parent)
 
 
-def test_failed_rollout_during_rollback_restores_the_alias(
+class AliasSpy(Registry):
+    """The real registry, recording every alias move."""
+
+    moves: list[str | None]
+
+    def set_champion(self, version: str | None) -> None:
+        self.moves.append(version)
+        super().set_champion(version)
+
+
+def test_failed_rollout_during_rollback_never_moves_the_alias(
     promoted_child: tuple[Registry, str, str], tmp_path: Path
 ) -> None:
-    registry, parent, child = promoted_child
+    shared, parent, child = promoted_child
+    registry = AliasSpy(shared.uri)
+    registry.moves = []
     kube = FakeKube()
     kube.deployments["crackseg-predictor"] = deployment(version=child)
     kube.on_get_deployment = stuck_rollout
@@ -72,6 +84,7 @@ def test_failed_rollout_during_rollback_restores_the_alias(
     with pytest.raises(RolloutTimeoutError, match="patch reverted"):
         rollback(settings(tmp_path), registry, rollout, to=parent)
     assert registry.champion().version == child  # type: ignore[union-attr]
+    assert registry.moves == []  # the registry never named a version the predictor did not serve
     assert registry.get(child).tags["status"] == "promoted"
     assert [c[0] for c in kube.calls] == ["patch_deployment", "patch_deployment"]
 

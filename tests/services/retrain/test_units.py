@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.retrain.modelstore import SUMS_FILE, sha256_file, verify_export
+from ml.fsutil import sha256_file
+from services.retrain.modelstore import SUMS_FILE, verify_export
 from services.retrain.promote import gate
 from services.retrain.settings import RunSettings
 
@@ -91,8 +92,8 @@ def test_run_names_are_validated(bad: str) -> None:
 
 
 def test_unwritable_work_dir_is_a_clear_error(tmp_path: Path) -> None:
+    from ml.registry import Registry
     from services.retrain.errors import ConfigError
-    from services.retrain.promote import Registry
     from services.retrain.run import RetrainRun
 
     blocker = tmp_path / "file"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -108,9 +109,17 @@ def test_make_up_from_a_fresh_clone(tmp_path: Path) -> None:
             os.killpg(make.pid, signal.SIGKILL)
             raise
     assert "crackseg: stopped" in log_path.read_text()
-    time.sleep(1)
-    left = [
-        pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ]
-    assert not left, f"processes left behind: {left}"
+
+    def left() -> list[int]:
+        alive = []
+        for pid in seen:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        return alive
+
+    deadline = time.monotonic() + 15  # children reaped by their parents' exit: poll, do not guess a delay
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left(), f"processes left behind: {left()}"
     assert not (clone / "state" / "up.pid").exists()

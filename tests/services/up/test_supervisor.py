@@ -1,5 +1,6 @@
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.up.supervisor import PidLock, ServiceSpec, Supervisor, UpError, port_in_use, read_supervisor_pid
-from tests.helpers.procs import free_port
+from tests.helpers.procs import REPO, free_port
 
 HTTP_SERVER = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
 
@@ -85,6 +86,91 @@ def test_second_supervisor_is_refused_and_pid_is_readable(tmp_path):
         first.release()
     assert read_supervisor_pid(tmp_path / "up.pid") is None
     PidLock(tmp_path / "up.pid").acquire()  # free again
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from services.up.supervisor import PidLock, UpError
+go = float(sys.argv[2])
+while time.time() < go:
+    pass
+lock = PidLock(Path(sys.argv[1]), wait_s=0.2)
+try:
+    lock.acquire()
+except UpError:
+    print("refused", flush=True)
+else:
+    print("won", flush=True)
+    time.sleep(1.5)
+    lock.release()
+"""
+
+
+def test_racing_supervisors_exactly_one_wins(tmp_path):
+    """Issue 14 item 10: many processes start at the same instant; the OS lock admits exactly one."""
+    go = time.time() + 2.0
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(tmp_path / "up.pid"), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        for _ in range(6)
+    ]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+    assert outcomes == ["refused"] * 5 + ["won"]
+
+
+def test_a_waiter_on_a_released_lock_keeps_newcomers_out(tmp_path):
+    """The old lock deleted its file on release: a waiter then held the old inode, a newcomer a new file."""
+    first = PidLock(tmp_path / "up.pid")
+    first.acquire()
+    waiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(30)",
+            str(first.lock_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first.release()
+        assert waiter.stdout is not None and waiter.stdout.readline().strip() == "locked"
+        with pytest.raises(UpError, match="already running"):
+            PidLock(tmp_path / "up.pid", wait_s=0.1).acquire()
+    finally:
+        waiter.kill()
+        waiter.wait()
+
+
+def test_a_reader_probing_never_makes_a_starting_supervisor_fail(tmp_path):
+    stop = time.monotonic() + 1.5
+    lock = PidLock(tmp_path / "up.pid")
+    lock.acquire()
+    lock.release()
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from services.up.supervisor import read_supervisor_pid\n"
+            "end = time.monotonic() + 3\nwhile time.monotonic() < end: read_supervisor_pid(Path(sys.argv[1]))",
+            str(tmp_path / "up.pid"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        while time.monotonic() < stop:
+            lock.acquire()  # never refused by a reader's momentary probe
+            assert read_supervisor_pid(tmp_path / "up.pid") == os.getpid()
+            lock.release()
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_run_once_returns_the_exit_code_and_logs(tmp_path):

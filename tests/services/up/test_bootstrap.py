@@ -1,0 +1,47 @@
+"""``crackseg up``'s registry bootstrap: only a version that passed the gate, or the starter, becomes champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml.registry import Registry
+from services.up.bootstrap import ensure_champion
+from tests.helpers.procs import REPO
+
+STARTER = REPO / "models" / "starter"
+pytestmark = pytest.mark.integration
+
+
+def _log_version(registry: Registry, tmp_path: Path, status: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(registry.uri)
+    mlflow.set_experiment("bootstrap-test")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(STARTER), artifact_path="model")
+    return registry.register(run.info.run_id, {"status": status}).version
+
+
+def test_bootstrap_never_makes_a_rejected_version_champion(
+    private_mlflow_server: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 3: the old bootstrap put the alias on the newest version, whatever the gate had said."""
+    registry = Registry(private_mlflow_server)
+    starter = ensure_champion(private_mlflow_server, STARTER)  # empty registry: the starter is version 1
+    assert registry.get(starter).tags["origin"] == "starter"
+    assert ensure_champion(private_mlflow_server, STARTER) == starter  # idempotent
+
+    promoted = _log_version(registry, tmp_path, "promoted")
+    _log_version(registry, tmp_path, "challenger-rejected")
+    _log_version(registry, tmp_path, "candidate")  # registered by `crackseg train`, never judged
+    registry.set_champion(None)  # e.g. the alias was deleted by hand
+    assert ensure_champion(private_mlflow_server, STARTER) == promoted
+
+    registry.set_tags(promoted, {"status": "rolled-back"})
+    registry.set_tags(starter, {"status": "rolled-back"})
+    registry.set_champion(None)
+    fresh = ensure_champion(private_mlflow_server, STARTER)  # nothing eligible: the shipped default again
+    assert int(fresh) > 4 and registry.get(fresh).tags["origin"] == "starter"
+    assert registry.champion().version == fresh  # type: ignore[union-attr]
