@@ -36,6 +36,15 @@ TINY_TRAIN: dict[str, Any] = {
     "n_overlays": 0,
     "device": "cpu",
 }
+# The product's recipe (ml.finetune) at toy scale: the demo shows the loop, not the model.
+TINY_FINETUNE: dict[str, Any] = {
+    "batch_size": 2,
+    "crop_size": 32,
+    "min_steps": 3,
+    "max_steps": 3,
+    "threads": 1,
+    "device": "cpu",
+}
 
 
 def say(message: str) -> None:
@@ -92,7 +101,7 @@ def main() -> int:
     synthetic.generate(8, root / "base", size=(64, 64), seed=1)
     synthetic.generate(4, root / "eval", size=(64, 64), seed=2)
     synthetic.generate(3, root / "samples", size=(64, 64), seed=3)
-    (root / "params.yaml").write_text(yaml.safe_dump({"train": TINY_TRAIN}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"train": TINY_TRAIN, "finetune": TINY_FINETUNE}))
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -108,6 +117,7 @@ def main() -> int:
         "CRACKSEG_RETRAIN_LOG_DIR": str(root / "logs"),
         # A two-step fine-tune on toy data has a noisy F1; the demo shows the loop, so the gate is permissive.
         "CRACKSEG_RETRAIN_TOLERANCE": "1.0",
+        "CRACKSEG_RETRAIN_MIN_GAIN": "-1",
         "CRACKSEG_RETRAIN_THRESHOLD": "3",
         "CRACKSEG_RETRAIN_RETRY_WAIT_S": "2",
         "CRACKSEG_EXECUTOR": "local",

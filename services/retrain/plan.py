@@ -42,7 +42,9 @@ class RetrainPlan(BaseModel):
         watermark: The watermark when the plan was made (``None`` before the first retrain).
         target_watermark: Max ``updated_at`` of ``items``: where the watermark moves on promotion (not "now",
             so feedback arriving during the run is counted by the next one).
-        items: The labelled records newer than ``watermark``, oldest first.
+        items: The labelled records newer than ``watermark``, oldest first (what triggered the run).
+        all_labelled: Every labelled record in the store, oldest first: what the run trains and is judged on
+            (feedback from before the watermark still describes the users' photos).
         unlabelled_since_watermark: Feedback without a label (reported, never trained on).
     """
 
@@ -50,11 +52,17 @@ class RetrainPlan(BaseModel):
     watermark: datetime | None
     target_watermark: datetime | None
     items: list[LabelledItem]
+    all_labelled: list[LabelledItem] = []
     unlabelled_since_watermark: int = 0
 
     @property
     def labelled_count(self) -> int:
         return len(self.items)
+
+    @property
+    def training_items(self) -> list[LabelledItem]:
+        """All labelled feedback (a journal written before ``all_labelled`` existed: the new items)."""
+        return self.all_labelled or self.items
 
 
 def run_name_for(watermark: Watermark | None, items: list[LabelledItem]) -> str:
@@ -79,28 +87,41 @@ def make_plan(store: FeedbackStore, run_name: str | None = None) -> RetrainPlan:
     watermark moved): the run must not train on something else under that name.
     """
     watermark = store.read_watermark()
-    since = [r for r in store.records() if watermark is None or r.updated_at > watermark.watermark]
+    records = list(store.records())
+    since = [r for r in records if watermark is None or r.updated_at > watermark.watermark]
     items = [
         LabelledItem(id=r.id, updated_at=r.updated_at, label_file=r.label_file) for r in since if r.labelled
     ]
     unlabelled = sum(not r.labelled for r in since)
+    # What the run trains and is judged on: every labelled record, not only the new ones.
+    all_labelled = sorted(
+        (LabelledItem(id=r.id, updated_at=r.updated_at, label_file=r.label_file) for r in records if r.labelled),
+        key=lambda i: (i.updated_at, i.id),
+    )
     if run_name is not None:
         validate_run_name(run_name)
         for n in range(len(items), -1, -1):
             if run_name_for(watermark, items[:n]) == run_name:
-                return _plan(run_name, watermark, items[:n], unlabelled)
+                return _plan(run_name, watermark, items[:n], all_labelled, unlabelled)
         raise ConfigError(
             f"run {run_name}: the feedback it was planned on has changed (relabelled, or the watermark moved); "
             "the next trigger plans a new run"
         )
-    return _plan(run_name_for(watermark, items), watermark, items, unlabelled)
+    return _plan(run_name_for(watermark, items), watermark, items, all_labelled, unlabelled)
 
 
-def _plan(name: str, watermark: Watermark | None, items: list[LabelledItem], unlabelled: int) -> RetrainPlan:
+def _plan(
+    name: str,
+    watermark: Watermark | None,
+    items: list[LabelledItem],
+    all_labelled: list[LabelledItem],
+    unlabelled: int,
+) -> RetrainPlan:
     return RetrainPlan(
         run_name=name,
         watermark=watermark.watermark if watermark else None,
         target_watermark=max((i.updated_at for i in items), default=None),
         items=items,
+        all_labelled=all_labelled,
         unlabelled_since_watermark=unlabelled,
     )

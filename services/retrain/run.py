@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ml.registry import Registry
 from services.common.feedback import FeedbackStore, RetrainOutcome, Watermark
@@ -37,24 +36,11 @@ from services.retrain.journal import RunJournal, load_journal, save_journal
 from services.retrain.kube import Kube
 from services.retrain.modelstore import export_version
 from services.retrain.plan import make_plan, validate_run_name
-from services.retrain.promote import gate
+from services.retrain.recipe import decide, metric_tags
 from services.retrain.rollout import Rollout
 from services.retrain.settings import RunSettings
 
 STEPS = ("snapshot", "train", "evaluate", "register", "export", "rollout", "promote", "watermark")
-EVAL_KEYS = ("f1_ods", "f1_at_0_5", "ois", "precision", "recall", "iou", "dice", "threshold_ods", "n_images")
-
-
-def load_train_params(path: Path | None) -> Any:
-    """The training budget: ``path``'s ``train:`` section, or the defaults."""
-    from ml.train import TrainParams
-
-    if path is None:
-        return TrainParams()
-    try:
-        return TrainParams.from_yaml(path)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
 
 
 class RetrainRun:
@@ -250,23 +236,19 @@ class RetrainRun:
         )
 
     def _train(self, journal: RunJournal) -> None:
-        from ml.train import train
+        from services.retrain.recipe import train_challenger
 
         if journal.snapshot_base is None or not journal.snapshot_base.is_dir():
             journal.completed = [s for s in journal.completed if s != "snapshot"]
             self._snapshot(journal)
         assert journal.snapshot_base is not None and journal.snapshot_feedback is not None
-        params = load_train_params(self.settings.retrain_params)
         init_from = self._champion_dir(journal) if self.settings.retrain_init == "champion" else None
-        result = train(
-            params,
-            data_root=journal.snapshot_base,
+        trained = train_challenger(
+            self.settings,
+            base=journal.snapshot_base,
+            feedback=journal.snapshot_feedback,
             out_dir=self.work / "runs" / journal.run_name,
             init_from=init_from,
-            tracking_uri=self.settings.mlflow_tracking_uri,
-            register=False,
-            extra_data=[journal.snapshot_feedback],
-            resume=True,  # a rerun continues an interrupted training from its last epoch
             tags={
                 "run_name": journal.run_name,
                 "retrain_run": journal.run_name,
@@ -275,28 +257,25 @@ class RetrainRun:
                 "feedback_count": str(journal.plan.labelled_count),
             },
         )
-        if result.run_id is None:
+        if trained.run_id is None:
             raise ConfigError("training ran without MLflow tracking; the loop needs MLFLOW_TRACKING_URI")
-        journal.challenger_dir = Path(result.model_dir)
-        journal.mlflow_run_id = result.run_id
-        events.emit(
-            "challenger_trained",
-            run=journal.run_name,
-            mlflow_run=result.run_id,
-            val_f1=result.best_val_f1,
-            epochs=result.epochs_run,
-        )
+        journal.challenger_dir = trained.model_dir
+        journal.mlflow_run_id = trained.run_id
+        events.emit("challenger_trained", run=journal.run_name, mlflow_run=trained.run_id, **trained.summary)
 
     def _evaluate(self, journal: RunJournal) -> None:
-        from ml.evaluate import evaluate
+        """Both models on the fixed base evaluation set and on the feedback held back from training."""
+        from services.retrain.recipe import evaluate_pair, layout_feedback
 
-        split = self.settings.eval_split or None
-        report = evaluate(self._challenger_dir(journal), self.settings.eval_data, split)
-        journal.challenger_metrics = {k: float(getattr(report, k)) for k in EVAL_KEYS}
-        champion_dir = self._champion_dir(journal)
-        if champion_dir is not None:
-            champion = evaluate(champion_dir, self.settings.eval_data, split)
-            journal.champion_metrics = {k: float(getattr(champion, k)) for k in EVAL_KEYS}
+        if journal.snapshot_feedback is None or not journal.snapshot_feedback.is_dir():
+            self._snapshot(journal)  # a new pod after a crash: the same plan gives the same held-back photos
+        assert journal.snapshot_feedback is not None
+        _, holdout = layout_feedback(
+            self.settings, journal.snapshot_feedback, self.work / "runs" / journal.run_name
+        )
+        journal.challenger_metrics, journal.champion_metrics = evaluate_pair(
+            self.settings, self._challenger_dir(journal), self._champion_dir(journal), holdout
+        )
         events.emit(
             "evaluated",
             run=journal.run_name,
@@ -317,21 +296,16 @@ class RetrainRun:
             "git_commit": self.settings.git_commit or str(config.get("git_commit") or "unknown"),
             "parent_version": journal.parent_version or "none",
             "feedback_count": str(journal.plan.labelled_count),
-            "f1_ods": f"{metrics['f1_ods']:.4f}",
-            "f1_at_0_5": f"{metrics['f1_at_0_5']:.4f}",
+            **metric_tags(metrics),
             "eval_data": str(self.settings.eval_data),
             "status": "candidate",
         }
         version = existing or self.registry.register(journal.mlflow_run_id, tags)
+        self._tag_champion_metrics(journal)
         journal.challenger_version = version.version
-        champion_value = journal.champion_metrics.get(self.settings.retrain_metric)
-        decision = gate(
-            self.settings.retrain_metric,
-            metrics[self.settings.retrain_metric],
-            champion_value,
-            self.settings.retrain_tolerance,
-        )
+        decision = decide(self.settings, journal.challenger_metrics, journal.champion_metrics)
         journal.promote, journal.reason = decision.promote, decision.reason
+        self.registry.set_tags(version.version, decision.tags())
         events.emit("gate", run=journal.run_name, version=version.version, **decision.model_dump())
         if not decision.promote:
             self.registry.set_tags(
@@ -339,6 +313,18 @@ class RetrainRun:
             )
             journal.status = "rejected"
             self._record(journal, "rejected")
+
+    def _tag_champion_metrics(self, journal: RunJournal) -> None:
+        """A champion registered without evaluation numbers (the bootstrap) gets the ones this run measured."""
+        if journal.parent_version is None or not journal.champion_metrics:
+            return
+        if "f1_ods" in self.registry.get(journal.parent_version).tags:
+            return
+        base = {
+            k: v for k, v in metric_tags(journal.champion_metrics).items() if not k.startswith("feedback_")
+        }
+        tags = {**base, "eval_data": str(self.settings.eval_data)}
+        self.registry.set_tags(journal.parent_version, tags)
 
     def _export(self, journal: RunJournal) -> None:
         assert journal.challenger_version is not None

@@ -95,10 +95,24 @@ class RunSettings(RolloutSettings):
     )
     retrain_params: Path | None = Field(None, description="params.yaml with a `train` key (the budget)")
     retrain_init: Literal["champion", "scratch"] = "champion"
-    # Promote unless challenger < champion - tolerance. A negative tolerance demands an improvement of that much
-    # (-1 can never be met: the tests use it to force a rejection).
-    retrain_tolerance: float = Field(0.01, ge=-1.0, le=1.0, description="allowed metric drop vs the champion")
-    retrain_metric: Literal["f1_ods", "f1_at_0_5", "ois", "iou", "dice"] = "f1_ods"
+    # finetune: ml.finetune (the params file's `finetune:` section) from the champion; train: ml.train (`train:`).
+    retrain_recipe: Literal["finetune", "train"] = "finetune"
+    # The gate (services/retrain/promote.py). Base set: promote unless challenger < champion - tolerance; a
+    # negative tolerance demands an improvement of that much (-1 can never be met: the tests force a rejection
+    # with it). Held-back feedback: the challenger must beat the champion by more than min_gain.
+    retrain_tolerance: float = Field(0.01, ge=-1.0, le=1.0, description="allowed metric drop on the base set")
+    retrain_min_gain: float = Field(
+        0.0, ge=-1.0, le=1.0, description="required gain on the held-back feedback"
+    )
+    retrain_holdout_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="feedback held back for the gate"
+    )
+    retrain_holdout_seed: int = 0
+    # f1_at_threshold: F1 at each model's served threshold (no judging set tunes a threshold); f1_ods picks the
+    # best threshold on the judging set itself.
+    retrain_metric: Literal["f1_at_threshold", "f1_ods", "f1_at_0_5", "ois", "iou", "dice"] = (
+        "f1_at_threshold"
+    )
     retrain_run_name: str | None = Field(
         None, validation_alias=AliasChoices("CRACKSEG_RUN_NAME", "CRACKSEG_RETRAIN_RUN_NAME")
     )

@@ -1,4 +1,4 @@
-"""Step 1 of a run: snapshot base data + the run's labelled feedback, version it with DVC, push it to the remote.
+"""Step 1 of a run: snapshot base data + all labelled feedback, version it with DVC, push it to the remote.
 
 The snapshot workspace is rebuilt from scratch on every attempt; its content depends only on the frozen plan and
 the base data, so a rerun after a crash yields the same DVC hash (the lineage tag ``dataset_hash``). Layout::
@@ -73,7 +73,7 @@ def _copy_feedback(plan: RetrainPlan, store: FeedbackStore, out: Path) -> int:
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir(parents=True)
     manifest = []
-    for item in plan.items:
+    for item in plan.training_items:  # all labelled feedback, not only the new items
         record = store.get(item.id)
         label_file = item.label_file or (record.label_file if record else None)
         if record is None or label_file is None or not store.path(label_file).is_file():

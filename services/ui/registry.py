@@ -82,8 +82,20 @@ class ModelVersion:
             "feedback_count": int(feedback) if feedback and feedback.isdigit() else None,
             "parent_version": self.tags.get("parent_version") or "",
             "created": self.created_at.strftime("%Y-%m-%d %H:%M") if self.created_at else "",
+            "gate": self.gate_summary(),
             "note": self.tags.get("rejection_reason") or "",
         }
+
+    def gate_summary(self) -> str:
+        """The retraining gate's numbers (``gate_*`` tags): held-back feedback and base set, challenger vs champion."""
+        if "gate_decision" not in self.tags:
+            return ""
+        parts = []
+        for check, label in (("feedback", "feedback"), ("base", "base")):
+            ours, theirs = self.tags.get(f"gate_{check}_challenger"), self.tags.get(f"gate_{check}_champion")
+            if ours is not None:
+                parts.append(f"{label} {ours} vs {theirs or '—'}")
+        return f"{self.tags['gate_decision']}: " + " · ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ def _register_starter(registry: Registry, starter_dir: Path) -> str:
         "feedback_count": "0",
         "status": PROMOTED,
         "origin": "starter",
-        **{k: str(v) for k, v in config.metrics.items() if k in ("f1_ods", "f1_at_0_5")},
+        # Its validation metrics (val_*) and any evaluation numbers in its config; the first retraining run adds
+        # the champion's evaluation on the fixed set (services/retrain/run.py).
+        **{k: f"{v:.4f}" for k, v in config.metrics.items()},
     }
     return registry.register(run_id, tags).version
 

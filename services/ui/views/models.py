@@ -121,5 +121,9 @@ st.dataframe(
         "f1_ods": st.column_config.NumberColumn("F1 ODS", format="%.3f"),
         "f1_at_0_5": st.column_config.NumberColumn("F1 @0.5", format="%.3f"),
         "feedback_count": st.column_config.NumberColumn("feedback"),
+        "gate": st.column_config.TextColumn(
+            "gate",
+            help="retraining gate at the served threshold: held-back feedback and base set, this vs champion",
+        ),
     },
 )

@@ -31,6 +31,15 @@ TINY_TRAIN = {
     "patience": 5,
     "device": "cpu",
 }
+# The retraining recipe (ml.finetune) at the same toy scale: two steps of 2×32×32 crops.
+TINY_FINETUNE = {
+    "batch_size": 2,
+    "crop_size": 32,
+    "min_steps": 2,
+    "max_steps": 2,
+    "threads": 1,
+    "device": "cpu",
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def loop_data(tmp_path_factory: pytest.TempPathFactory) -> LoopData:
     synthetic.generate(4, root / "eval", size=(64, 64), seed=12)
     synthetic.generate(8, root / "feedback-samples", size=(64, 64), seed=13)
     params = root / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": TINY_TRAIN}))
+    params.write_text(yaml.safe_dump({"train": TINY_TRAIN, "finetune": TINY_FINETUNE}))
     return LoopData(root / "base", root / "eval", root / "feedback-samples", params)
 
 

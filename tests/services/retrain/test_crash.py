@@ -71,6 +71,7 @@ def settings_for(
         retrain_params=loop_data.params,
         retrain_tolerance=1.0,
         retrain_retry_wait_s=0,
+        retrain_min_gain=-1.0,
         rollout="http",
         predictor_url=predictor.url,
         mlflow_tracking_uri=champion.tracking_uri,
@@ -140,6 +141,7 @@ def test_kill_9_of_a_real_run_process_then_rerun(
         tmp_path,
         CRACKSEG_FEEDBACK_DIR=str(store.root),
         CRACKSEG_RETRAIN_TOLERANCE="1.0",
+        CRACKSEG_RETRAIN_MIN_GAIN="-1",
     )
     before = Registry(champion.tracking_uri).champion()
     command = [sys.executable, "-m", "services.cli", "retrain", "run", "--name", run_name]

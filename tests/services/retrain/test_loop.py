@@ -2,9 +2,10 @@
 
 Feedback goes in through ``POST /save-for-retrain``; the trigger launches ``crackseg retrain run`` as a real
 subprocess; the predictor ends up serving the new version (``/ping``). The second case forces the gate to reject
-with a negative tolerance (``CRACKSEG_RETRAIN_TOLERANCE=-1``: "the challenger must beat the champion's f1_ods by
-1.0", impossible), and nothing changes. The promoting case uses tolerance 1.0: on 64×64 toy data the F1 of a
-two-step fine-tune is noise, and what is tested here is the loop, not the model (the gate itself is unit-tested).
+with a negative tolerance (``CRACKSEG_RETRAIN_TOLERANCE=-1``: "the challenger must beat the champion on the base
+set by 1.0", impossible), and nothing changes. The promoting case uses tolerance 1.0 and a held-back-feedback margin
+of -1 (``CRACKSEG_RETRAIN_MIN_GAIN``): on 64×64 toy data the F1 of a two-step fine-tune is noise, and what is
+tested here is the loop, not the model (the gate itself is unit-tested in test_gate.py).
 """
 
 from __future__ import annotations
@@ -86,7 +87,14 @@ def test_feedback_to_served_version_and_a_rejected_challenger(
     assert stats["labelled_since_watermark"] == 3
 
     # 2. The trigger fires; the run trains, gates, registers, exports and rolls the predictor.
-    env = run_env(loop_data, champion, predictor, tmp_path, CRACKSEG_RETRAIN_TOLERANCE="1.0")
+    env = run_env(
+        loop_data,
+        champion,
+        predictor,
+        tmp_path,
+        CRACKSEG_RETRAIN_TOLERANCE="1.0",
+        CRACKSEG_RETRAIN_MIN_GAIN="-1",
+    )
     run_name = trigger_and_wait(env, predictor.feedback_dir, tmp_path)
     journal = load_journal(predictor.feedback_dir / "state" / "retrain", run_name)
     assert journal is not None, (tmp_path / "logs" / f"{run_name}.log").read_text()[-3000:]

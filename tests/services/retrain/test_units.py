@@ -1,4 +1,4 @@
-"""Units: the promotion gate, the verified export, rollback target selection, settings."""
+"""Units (the gate has test_gate.py): the verified export, rollback target selection, settings."""
 
 from __future__ import annotations
 
@@ -9,33 +9,7 @@ import pytest
 
 from ml.fsutil import sha256_file
 from services.retrain.modelstore import SUMS_FILE, verify_export
-from services.retrain.promote import gate
 from services.retrain.settings import RunSettings
-
-
-@pytest.mark.parametrize(
-    ("challenger", "champion", "tolerance", "promote"),
-    [
-        (0.70, None, 0.0, True),  # first model: nothing to compare with
-        (0.70, 0.70, 0.0, True),  # not worse
-        (0.695, 0.70, 0.01, True),  # worse, but within the tolerance
-        (0.68, 0.70, 0.01, False),  # worse beyond the tolerance
-        (0.75, 0.70, -0.1, False),  # a negative tolerance demands an improvement of that much
-        (0.81, 0.70, -0.1, True),
-        (1.0, 0.0, -1.0, True),
-        (0.99, 0.0, -1.0, False),
-    ],
-)
-def test_gate(challenger: float, champion: float | None, tolerance: float, promote: bool) -> None:
-    decision = gate("f1_ods", challenger, champion, tolerance)
-    assert decision.promote is promote
-    if not promote:
-        assert "worse than the champion's" in decision.reason and "f1_ods" in decision.reason
-
-
-def test_gate_rejects_absurd_tolerance() -> None:
-    with pytest.raises(ValueError, match=r"tolerance must lie in \[-1, 1\]"):
-        gate("f1_ods", 0.5, 0.5, 2.0)
 
 
 def _export(folder: Path) -> None:

@@ -67,6 +67,14 @@ def test_reads_versions_tags_alias_and_run_metrics_from_a_real_mlflow(mlflow_ser
         ml.log_metric(run.info.run_id, "f1_ods", f1)
         ml.set_terminated(run.info.run_id)
         tags = {"f1_ods": str(f1), "status": status, "dataset_hash": "ab" * 32, "feedback_count": str(10 * n)}
+        if n == 2:  # what the retraining gate tags (services/retrain/promote.py GateDecision.tags)
+            tags |= {
+                "gate_decision": "reject",
+                "gate_feedback_challenger": "0.5500",
+                "gate_feedback_champion": "0.4000",
+                "gate_base_challenger": "0.6000",
+                "gate_base_champion": "0.6200",
+            }
         ml.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, tags=tags)
     ml.set_registered_model_alias(name, "champion", "1")
 
@@ -79,3 +87,5 @@ def test_reads_versions_tags_alias_and_run_metrics_from_a_real_mlflow(mlflow_ser
     rejected = view.versions[0].row()
     assert rejected["status"] == "challenger-rejected" and rejected["feedback_count"] == 20
     assert rejected["dataset_hash"] == "ab" * 6 and not rejected["champion"]
+    assert rejected["gate"] == "reject: feedback 0.5500 vs 0.4000 · base 0.6000 vs 0.6200"
+    assert view.versions[1].row()["gate"] == ""
