@@ -27,6 +27,7 @@ COMPONENTS = [
     "services.ui.cli",
     "services.batch.cli",
     "services.retrain.cli",
+    "services.retrain.bench_cli",
 ]
 
 for _module in COMPONENTS:
