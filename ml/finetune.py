@@ -15,8 +15,12 @@ knew. The recipe, and why:
 * **Native-scale crops** (no resizing: a 1-px crack stays 1 px) from photos of any size; ``crack_crop_prob`` of the
   crops are centred near a crack pixel, because cracks cover < 2 % of a 1920×1080 survey photo and uniform crops
   would mostly show road. Flips, 90° rotations and brightness/contrast jitter.
-* **No threshold tuning**: the challenger serves its parent's threshold. Every set that could tune it here is one
-  that judges the challenger (the held-back feedback, the base evaluation set), or the photos it trained on.
+* **The served threshold is re-picked on training photos, never on a judging set**: fine-tuning moves the
+  probabilities (a new surface, another loss weighting), so the parent's threshold may no longer fit. With
+  ``threshold: refit`` (default) it becomes the best pooled-F1 threshold over ``threshold_crops`` uniform (not
+  crack-centred, not augmented) crops of the photos it trained on, feedback and replay in the batch ratio; the
+  sets that judge the challenger (held-back feedback, base evaluation set) are never seen. ``parent`` keeps the
+  parent's threshold.
 
 The run is short and seeded, so a run cut short is simply redone (no resume state).
 """
@@ -43,10 +47,10 @@ class FinetuneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = Field(1e-4, gt=0, description="peak learning rate (training from scratch uses ~1e-3)")
+    lr: float = Field(3e-4, gt=0, description="peak learning rate (training from scratch uses 1e-3)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
     weight_decay: float = Field(1e-4, ge=0)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1)
     crop_size: int = Field(256, ge=16, description="square crops at native scale (no resizing)")
     steps_per_image: float = Field(3.0, gt=0, description="optimizer steps per feedback photo")
     min_steps: int = Field(20, ge=1)
@@ -57,7 +61,9 @@ class FinetuneParams(BaseModel):
     crack_crop_prob: float = Field(0.7, ge=0, le=1, description="fraction of crops centred near a crack")
     freeze_bn: bool = Field(True, description="keep BN running statistics fixed (BN layers in eval mode)")
     freeze_bn_affine: bool = Field(False, description="also freeze BN weight and bias")
-    pos_weight: float = Field(10.0, gt=0)
+    threshold: Literal["refit", "parent"] = Field("refit", description="re-pick on training crops, or keep")
+    threshold_crops: int = Field(96, ge=1, description="uniform training crops the threshold is re-picked on")
+    pos_weight: float = Field(5.0, gt=0, description="as the default recipe trains")
     bce_weight: float = Field(1.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)
     seed: int = 0
@@ -142,8 +148,11 @@ class CropSource:
         self.drawn.append(index)
         return index
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One crop: ``(crop, crop, 3) uint8`` image and ``(crop, crop) bool`` mask, augmented."""
+    def sample(self, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """One crop: ``(crop, crop, 3) uint8`` image and ``(crop, crop) bool`` mask.
+
+        ``augment=False``: a uniform crop (never crack-centred), no flips, rotations or photometric jitter.
+        """
         i = self._next_index()
         image, mask, c = self.images[i], self.masks[i], self.crop
         h, w = mask.shape
@@ -152,7 +161,7 @@ class CropSource:
             image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
             mask = np.pad(mask, ((0, ph), (0, pw)))
             h, w = mask.shape
-        if len(self.cracks[i]) and self.rng.random() < self.crack_prob:
+        if augment and len(self.cracks[i]) and self.rng.random() < self.crack_prob:
             cy, cx = divmod(int(self.rng.choice(self.cracks[i])), self.masks[i].shape[1])
             jitter = self.rng.integers(-c // 4, c // 4 + 1, size=2)
             top = int(np.clip(cy - c // 2 + jitter[0], 0, h - c))
@@ -161,6 +170,8 @@ class CropSource:
             top, left = int(self.rng.integers(0, h - c + 1)), int(self.rng.integers(0, w - c + 1))
         img = image[top : top + c, left : left + c]
         msk = mask[top : top + c, left : left + c]
+        if not augment:
+            return np.ascontiguousarray(img), np.ascontiguousarray(msk)
         if self.rng.random() < 0.5:
             img, msk = img[:, ::-1], msk[:, ::-1]
         if self.rng.random() < 0.5:
@@ -187,6 +198,47 @@ def batches(
         images = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).float() / 255.0
         masks = torch.from_numpy(np.stack([c[1] for c in crops])[:, None].astype(np.float32))
         yield images, masks, sources
+
+
+def refit_threshold(
+    model: Any,
+    feedback: CropSource,
+    base: CropSource | None,
+    n_replay: int,
+    params: FinetuneParams,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: Any,
+) -> tuple[float, float]:
+    """(threshold, F1) of the best pooled F1 over ``params.threshold_crops`` uniform crops of the training photos.
+
+    Crops come in the training batches' feedback/replay ratio; uniform crops keep the photos' crack/background
+    balance (crack-centred ones would pull the threshold down).
+    """
+    import torch
+
+    from ml.evaluate import normalise
+    from ml.metrics import ThresholdCurve
+
+    curve = ThresholdCurve()
+    model.eval()
+    with torch.no_grad():
+        done = 0
+        while done < params.threshold_crops:
+            n = min(params.batch_size, params.threshold_crops - done)
+            crops = [
+                (
+                    base if base is not None and j < round(n * n_replay / params.batch_size) else feedback
+                ).sample(augment=False)
+                for j in range(n)
+            ]
+            images = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).float() / 255.0
+            target = torch.from_numpy(np.stack([c[1] for c in crops])[:, None])  # (n, 1, c, c) bool
+            probs = torch.sigmoid(model(normalise(images.to(device), mean, std)).float())  # (n, 1, c, c)
+            curve.update(probs.cpu(), target)
+            done += n
+    ods = curve.ods()
+    return float(ods.threshold), float(ods.f1)
 
 
 def freeze_batchnorm(module: Any, affine: bool = False) -> int:
@@ -310,20 +362,39 @@ def finetune(
                 tracker.log_metrics({"train_loss": float(np.mean(losses[-10:]))}, step=step)
                 log.info("fine-tune step %d/%d: loss %.4f", step, steps, np.mean(losses[-10:]))
         model.eval()
+        threshold, threshold_f1 = config.threshold, float("nan")
+        if params.threshold == "refit":
+            threshold, threshold_f1 = refit_threshold(
+                model, fb_source, base_source, n_replay, params, config.mean, config.std, device
+            )
+            log.info("threshold re-picked on training crops: %.2f (F1 %.4f)", threshold, threshold_f1)
         seconds = time.monotonic() - started
         final_loss = float(np.mean(losses[-10:]))
-        out_config = config.model_copy(
-            update={
-                "parent_version": tags.get("parent_version") or config.version,
-                "version": None,
-                "metrics": {
-                    "finetune_steps": float(steps),
-                    "finetune_feedback_images": float(len(feedback)),
-                    "finetune_replay_images": float(len(base)),
-                    "finetune_final_loss": final_loss,
-                    "finetune_seconds": seconds,
-                },
-            }
+        # A calibration folded into the head before fine-tuning no longer describes the head: drop its record.
+        parent_fields = {k: v for k, v in config.model_dump().items() if k != "calibration"}
+        out_config = (
+            type(config)
+            .model_validate(parent_fields)
+            .model_copy(
+                update={
+                    "threshold": threshold,
+                    "parent_version": tags.get("parent_version") or config.version,
+                    "version": None,
+                    "metrics": {
+                        "finetune_steps": float(steps),
+                        "finetune_feedback_images": float(len(feedback)),
+                        "finetune_replay_images": float(len(base)),
+                        "finetune_final_loss": final_loss,
+                        "finetune_seconds": seconds,
+                        "finetune_parent_threshold": config.threshold,
+                        **(
+                            {"finetune_threshold_crop_f1": threshold_f1}
+                            if params.threshold == "refit"
+                            else {}
+                        ),
+                    },
+                }
+            )
         )
         model_dir = save_model(model.to("cpu"), out_config, Path(out_dir) / "model")
         tracker.log_metrics({"finetune_seconds": seconds, "final_train_loss": final_loss})
@@ -336,5 +407,5 @@ def finetune(
         n_replay_images=len(base),
         seconds=seconds,
         final_loss=final_loss,
-        threshold=config.threshold,
+        threshold=threshold,
     )

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ml.checkpoint import ModelConfig, build_model, load_model, read_config, save_model
 from ml.data.datasets import Pair, discover
+from ml.evaluate import normalise
 from ml.finetune import CropSource, FinetuneParams, batches, finetune, freeze_batchnorm
 
 TINY = {"batch_size": 4, "crop_size": 32, "min_steps": 3, "max_steps": 3, "threads": 1, "device": "cpu"}
@@ -78,7 +79,11 @@ def test_output_keeps_parent_architecture_threshold_and_lineage(
 ) -> None:
     feedback, _ = two_sets
     result = finetune(
-        FinetuneParams(**TINY), init_from=parent, feedback=feedback, out_dir=tmp_path, tracking_uri="none"
+        FinetuneParams(**TINY, threshold="parent"),
+        init_from=parent,
+        feedback=feedback,
+        out_dir=tmp_path,
+        tracking_uri="none",
     )
     config = read_config(result.model_dir)
     assert (config.base_width, config.depth, config.threshold) == (4, 2, 0.7)
@@ -168,3 +173,51 @@ def test_the_products_recipe_is_the_default_recipe() -> None:
     """A Job without CRACKSEG_RETRAIN_PARAMS runs exactly what `crackseg up` and the bench ship."""
     shipped = Path(__file__).resolve().parents[2] / "services" / "up" / "retrain-params.yaml"
     assert FinetuneParams.from_yaml(shipped) == FinetuneParams()
+
+
+def test_threshold_is_repicked_on_training_crops(
+    parent: Path, two_sets: tuple[list[Pair], list[Pair]], tmp_path: Path
+) -> None:
+    from ml.metrics import ThresholdCurve
+
+    feedback, base = two_sets
+    params = FinetuneParams(**TINY, threshold_crops=8)
+    result = finetune(
+        params, init_from=parent, feedback=feedback, base=base, out_dir=tmp_path, tracking_uri="none"
+    )
+    config = read_config(result.model_dir)
+    assert config.metrics["finetune_parent_threshold"] == 0.7
+    assert config.threshold == result.threshold
+    # The same crops (same seed, same draws) scored by hand give the same best threshold.
+    model = load_model(result.model_dir).module
+    rng = np.random.default_rng(params.seed)
+    fb, bs = (
+        CropSource(feedback, 32, params.crack_crop_prob, rng),
+        CropSource(base, 32, params.crack_crop_prob, rng),
+    )
+    for _ in batches(fb, bs, params.replay_per_batch(True), params.batch_size, result.steps):
+        pass
+    curve = ThresholdCurve()
+    n_replay = params.replay_per_batch(True)
+    with torch.no_grad():
+        for _ in range(2):
+            crops = [(bs if j < n_replay else fb).sample(augment=False) for j in range(4)]
+            images = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).float() / 255.0
+            target = torch.from_numpy(np.stack([c[1] for c in crops])[:, None])
+            curve.update(torch.sigmoid(model(normalise(images, config.mean, config.std))), target)
+    assert curve.ods().threshold == pytest.approx(config.threshold)
+
+
+def test_uniform_crops_are_plain_sub_blocks(tmp_path: Path) -> None:
+    h, w = 90, 130
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(image).save(tmp_path / "images" / "g.png")
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(tmp_path / "masks" / "g.png")
+    source = CropSource(discover(tmp_path), 32, 1.0, np.random.default_rng(4))
+    for _ in range(5):
+        crop, _ = source.sample(augment=False)
+        top, left = int(crop[0, 0, 0]), int(crop[0, 0, 1])
+        assert np.array_equal(crop, image[top : top + 32, left : left + 32])
