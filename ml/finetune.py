@@ -56,7 +56,7 @@ class FinetuneParams(BaseModel):
     min_steps: int = Field(20, ge=1)
     max_steps: int = Field(200, ge=1)
     replay_ratio: float = Field(
-        0.25, ge=0, lt=1, description="fraction of each batch drawn from the base data"
+        0.5, ge=0, lt=1, description="fraction of each batch drawn from the base data"
     )
     crack_crop_prob: float = Field(0.7, ge=0, le=1, description="fraction of crops centred near a crack")
     freeze_bn: bool = Field(True, description="keep BN running statistics fixed (BN layers in eval mode)")
