@@ -45,3 +45,17 @@ def test_bootstrap_never_makes_a_rejected_version_champion(
     fresh = ensure_champion(private_mlflow_server, STARTER)  # nothing eligible: the shipped default again
     assert int(fresh) > 4 and registry.get(fresh).tags["origin"] == "starter"
     assert registry.champion().version == fresh  # type: ignore[union-attr]
+
+
+def test_bootstrap_champion_carries_its_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 9: the bootstrap version carries the starter's validation metrics as tags."""
+    from ml.checkpoint import read_config
+
+    monkeypatch.chdir(tmp_path)  # the file store's artifacts land here, not in the repo
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version = ensure_champion(uri, STARTER)
+    tags = Registry(uri).get(version).tags
+    metrics = read_config(STARTER).metrics
+    assert metrics, "the starter's config.json has validation metrics"
+    for name, value in metrics.items():
+        assert float(tags[name]) == pytest.approx(value, abs=1e-4)
