@@ -85,7 +85,13 @@ def test_decision_numbers_become_version_tags() -> None:
 
 
 def _settings(tmp_path: Path, **kw: object) -> RunSettings:
-    return RunSettings(base_data=tmp_path, eval_data=tmp_path, mlflow_tracking_uri="none", **kw)  # type: ignore[arg-type]
+    fields: dict[str, object] = {
+        "base_data": tmp_path,
+        "eval_data": tmp_path,
+        "mlflow_tracking_uri": "none",
+        **kw,
+    }
+    return RunSettings(**fields)  # type: ignore[arg-type]
 
 
 def test_decide_uses_the_configured_metric_on_both_sets(tmp_path: Path) -> None:
@@ -159,3 +165,41 @@ def test_the_held_back_feedback_is_never_trained_on(tmp_path: Path) -> None:
     # Laid out again (a rerun): the same slice is held back.
     _, again = layout_split(tmp_path / "snap" / "feedback", tmp_path / "again", 0.3, 0)
     assert again is not None and {p.stem for p in (again / "images").iterdir()} == held_ids
+
+
+def test_a_champion_without_evaluation_tags_gets_the_runs_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bootstrap champion has validation metrics only; the first run tags its base-set evaluation on it."""
+    import mlflow
+
+    from services.retrain.journal import RunJournal
+    from services.retrain.plan import RetrainPlan
+    from services.retrain.promote import Registry
+    from services.retrain.run import RetrainRun
+
+    monkeypatch.chdir(tmp_path)  # the file store's artifacts land here
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as run:
+        pass
+    registry = Registry(uri)
+    version = registry.register(run.info.run_id, {"val_f1_ods": "0.8"}).version
+    settings = _settings(tmp_path, feedback_dir=tmp_path / "feedback", eval_data=tmp_path / "eval")
+    journal = RunJournal(
+        run_name="crackseg-retrain-000000000000",
+        plan=RetrainPlan(
+            run_name="crackseg-retrain-000000000000", watermark=None, target_watermark=None, items=[]
+        ),
+        parent_version=version,
+        champion_metrics={"f1_ods": 0.71, "f1_at_threshold": 0.7, "feedback_f1_ods": 0.5},
+    )
+    retrain = RetrainRun(settings, registry, None)
+    retrain._tag_champion_metrics(journal)
+    tags = registry.get(version).tags
+    assert tags["f1_ods"] == "0.7100" and tags["f1_at_threshold"] == "0.7000"
+    assert tags["eval_data"] == str(tmp_path / "eval") and "feedback_f1_ods" not in tags
+    # A champion that already has them keeps its own.
+    journal.champion_metrics = {"f1_ods": 0.2, "f1_at_threshold": 0.2}
+    retrain._tag_champion_metrics(journal)
+    assert registry.get(version).tags["f1_ods"] == "0.7100"
