@@ -19,8 +19,10 @@ knew. The recipe, and why:
   probabilities (a new surface, another loss weighting), so the parent's threshold may no longer fit. With
   ``threshold: refit`` (default) it becomes the best pooled-F1 threshold over ``threshold_crops`` uniform (not
   crack-centred, not augmented) crops of the photos it trained on, feedback and replay in the batch ratio; the
-  sets that judge the challenger (held-back feedback, base evaluation set) are never seen. ``parent`` keeps the
-  parent's threshold.
+  sets that judge the challenger (held-back feedback, base evaluation set) are never seen. Crops it trained on
+  are in-sample, which biases that threshold low; ``base_holdout`` instead holds a seeded
+  ``threshold_holdout_fraction`` of the base photos out of the replay and picks the best pooled-F1 threshold on
+  them, whole. ``parent`` keeps the parent's threshold.
 
 The run is short and seeded, so a run cut short is simply redone (no resume state).
 """
@@ -61,7 +63,12 @@ class FinetuneParams(BaseModel):
     crack_crop_prob: float = Field(0.7, ge=0, le=1, description="fraction of crops centred near a crack")
     freeze_bn: bool = Field(True, description="keep BN running statistics fixed (BN layers in eval mode)")
     freeze_bn_affine: bool = Field(False, description="also freeze BN weight and bias")
-    threshold: Literal["refit", "parent"] = Field("refit", description="re-pick on training crops, or keep")
+    threshold: Literal["refit", "base_holdout", "parent"] = Field(
+        "refit", description="re-pick on training crops, on base photos held out of the replay, or keep"
+    )
+    threshold_holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="base photos held out of the replay for threshold: base_holdout"
+    )
     threshold_crops: int = Field(96, ge=1, description="uniform training crops the threshold is re-picked on")
     pos_weight: float = Field(5.0, gt=0, description="as the default recipe trains")
     bce_weight: float = Field(1.0, ge=0)
@@ -241,6 +248,17 @@ def refit_threshold(
     return float(ods.threshold), float(ods.f1)
 
 
+def holdout_threshold(
+    model: Any, pairs: Sequence[Any], mean: Sequence[float], std: Sequence[float], device: Any
+) -> tuple[float, float]:
+    """(threshold, F1) of the best pooled F1 over whole photos the fine-tune never trained on."""
+    from ml.data.torchdata import SegmentationDataset
+    from ml.evaluate import sweep
+
+    ods = sweep(model, SegmentationDataset(pairs), mean=mean, std=std, device=device).curve.ods()
+    return float(ods.threshold), float(ods.f1)
+
+
 def freeze_batchnorm(module: Any, affine: bool = False) -> int:
     """Put every BN layer in eval mode (running statistics fixed); with ``affine``, stop its weight/bias too.
 
@@ -306,6 +324,12 @@ def finetune(
     rng = np.random.default_rng(params.seed)
     torch.manual_seed(params.seed)
     fb_source = CropSource(feedback, params.crop_size, params.crack_crop_prob, rng)
+    threshold_pairs: list[Any] = []
+    if params.threshold == "base_holdout" and len(base) >= 2:
+        order = np.random.default_rng(params.seed + 7).permutation(len(base))
+        n_held = max(1, round(params.threshold_holdout_fraction * len(base)))
+        threshold_pairs = [base[int(i)] for i in order[:n_held]]
+        base = [base[int(i)] for i in sorted(order[n_held:])]
     base_source = CropSource(base, params.crop_size, params.crack_crop_prob, rng) if base else None
     n_replay = params.replay_per_batch(base_source is not None)
     steps = params.steps_for(len(feedback))
@@ -363,7 +387,12 @@ def finetune(
                 log.info("fine-tune step %d/%d: loss %.4f", step, steps, np.mean(losses[-10:]))
         model.eval()
         threshold, threshold_f1 = config.threshold, float("nan")
-        if params.threshold == "refit":
+        if threshold_pairs:
+            threshold, threshold_f1 = holdout_threshold(
+                model, threshold_pairs, config.mean, config.std, device
+            )
+            log.info("threshold re-picked on %d held-out base photos: %.2f", len(threshold_pairs), threshold)
+        elif params.threshold != "parent":
             threshold, threshold_f1 = refit_threshold(
                 model, fb_source, base_source, n_replay, params, config.mean, config.std, device
             )
@@ -388,8 +417,11 @@ def finetune(
                         "finetune_seconds": seconds,
                         "finetune_parent_threshold": config.threshold,
                         **(
-                            {"finetune_threshold_crop_f1": threshold_f1}
-                            if params.threshold == "refit"
+                            {
+                                "finetune_threshold_fit_f1": threshold_f1,
+                                "finetune_threshold_photos": len(threshold_pairs),
+                            }
+                            if params.threshold != "parent"
                             else {}
                         ),
                     },

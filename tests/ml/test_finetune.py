@@ -221,3 +221,22 @@ def test_uniform_crops_are_plain_sub_blocks(tmp_path: Path) -> None:
         crop, _ = source.sample(augment=False)
         top, left = int(crop[0, 0, 0]), int(crop[0, 0, 1])
         assert np.array_equal(crop, image[top : top + 32, left : left + 32])
+
+
+def test_base_holdout_threshold_comes_from_base_photos_kept_out_of_the_replay(
+    parent: Path, two_sets: tuple[list[Pair], list[Pair]], tmp_path: Path
+) -> None:
+    from ml.data.torchdata import SegmentationDataset
+    from ml.evaluate import sweep
+
+    feedback, base = two_sets  # 6 base photos: 0.34 of them (2) are held out
+    params = FinetuneParams(**TINY, threshold="base_holdout", threshold_holdout_fraction=0.34)
+    result = finetune(
+        params, init_from=parent, feedback=feedback, base=base, out_dir=tmp_path, tracking_uri="none"
+    )
+    config = read_config(result.model_dir)
+    assert result.n_replay_images == 4 and config.metrics["finetune_threshold_photos"] == 2
+    held = [base[int(i)] for i in np.random.default_rng(params.seed + 7).permutation(len(base))[:2]]
+    model = load_model(result.model_dir).module
+    ods = sweep(model, SegmentationDataset(held), mean=config.mean, std=config.std).curve.ods()
+    assert config.threshold == pytest.approx(ods.threshold)
