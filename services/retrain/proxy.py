@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-file", type=Path, default=REPO / "ml" / "data" / "splits" / "default.json")
     parser.add_argument("--out", type=Path, default=REPO / "state" / "loop-bench-proxy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--params", type=Path, help="retraining params (default: the product's)")
     args = parser.parse_args(argv)
     try:
         folders = lay_out(args.datasets, args.split_file, args.out / "data")
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--feedback", str(folders["feedback"]), "--eval", str(folders["eval"])]
         cmd += ["--base-train", str(folders["base-train"]), "--base-eval", str(folders["base-eval"])]
         cmd += ["--seed", str(seed), "--out", str(out), "--work", str(args.out / f"work-seed{seed}")]
+        cmd += ["--params", str(args.params)] if args.params else []
         print("$", " ".join(cmd), flush=True)
         done = subprocess.run(cmd, cwd=REPO)
         if done.returncode != 0:
