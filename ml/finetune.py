@@ -17,10 +17,11 @@ knew. The recipe, and why:
   would mostly show road. Flips, 90° rotations and brightness/contrast jitter.
 * **The served threshold is re-picked on training photos, never on a judging set**: fine-tuning moves the
   probabilities (a new surface, another loss weighting), so the parent's threshold may no longer fit. With
-  ``threshold: refit`` (default) it becomes the best pooled-F1 threshold over ``threshold_crops`` uniform (not
+  ``threshold: refit`` it becomes the best pooled-F1 threshold over ``threshold_crops`` uniform (not
   crack-centred, not augmented) crops of the photos it trained on, feedback and replay in the batch ratio; the
   sets that judge the challenger (held-back feedback, base evaluation set) are never seen. Crops it trained on
-  are in-sample, which biases that threshold low; ``base_holdout`` instead holds a seeded
+  are in-sample, which biases that threshold low; ``base_holdout`` (default; it falls back to ``refit`` without
+  base data) instead holds a seeded
   ``threshold_holdout_fraction`` of the base photos out of the replay and picks the best pooled-F1 threshold on
   them, whole. ``parent`` keeps the parent's threshold.
 
@@ -64,7 +65,8 @@ class FinetuneParams(BaseModel):
     freeze_bn: bool = Field(True, description="keep BN running statistics fixed (BN layers in eval mode)")
     freeze_bn_affine: bool = Field(False, description="also freeze BN weight and bias")
     threshold: Literal["refit", "base_holdout", "parent"] = Field(
-        "refit", description="re-pick on training crops, on base photos held out of the replay, or keep"
+        "base_holdout",
+        description="re-pick on training crops, on base photos held out of the replay, or keep",
     )
     threshold_holdout_fraction: float = Field(
         0.2, gt=0, lt=1, description="base photos held out of the replay for threshold: base_holdout"
