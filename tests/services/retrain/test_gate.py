@@ -173,7 +173,7 @@ def test_a_champion_without_evaluation_tags_gets_the_runs_numbers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The bootstrap champion has validation metrics only; the first run tags its base-set evaluation on it."""
-    import mlflow
+    from mlflow import MlflowClient
 
     from services.retrain.journal import RunJournal
     from services.retrain.plan import RetrainPlan
@@ -182,9 +182,8 @@ def test_a_champion_without_evaluation_tags_gets_the_runs_numbers(
 
     monkeypatch.chdir(tmp_path)  # the file store's artifacts land here
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run() as run:
-        pass
+    client = MlflowClient(tracking_uri=uri)  # no fluent API: other tests leave an active experiment behind
+    run = client.create_run(client.create_experiment("gate-test"))
     registry = Registry(uri)
     version = registry.register(run.info.run_id, {"val_f1_ods": "0.8"}).version
     settings = _settings(tmp_path, feedback_dir=tmp_path / "feedback", eval_data=tmp_path / "eval")
