@@ -110,7 +110,7 @@ def _register_champion(tracking: str, model_dir: Path) -> str:
     import mlflow
 
     from ml.checkpoint import read_config
-    from services.retrain.promote import Registry
+    from ml.registry import Registry
 
     config = read_config(model_dir)
     mlflow.set_tracking_uri(tracking)
@@ -180,9 +180,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     import sys
 
     from ml.fsutil import atomic_write_json
-    from services.retrain.demo import Proc, free_port
+    from ml.registry import Registry
+    from services.common.procs import ManagedProcess, start_mlflow_server, start_predictor
     from services.retrain.modelstore import export_version
-    from services.retrain.promote import Registry
 
     feedback_pairs = check_folder(cfg.feedback, "--feedback")
     check_folder(cfg.eval, "--eval")
@@ -202,57 +202,39 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     base_train = cfg.base_train or _synthetic(work / "synthetic-base-train", 48, seed=101)
     base_eval = cfg.base_eval or _synthetic(work / "synthetic-base-eval", 16, seed=102)
     bin_dir = Path(sys.executable).parent
-    mlflow_port, predictor_port = free_port(), free_port()
-    tracking, url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{predictor_port}"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "MLFLOW_TRACKING_URI": tracking,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "CRACKSEG_FEEDBACK_DIR": str(work / "feedback"),
-        "CRACKSEG_MODELS_DIR": str(work / "models"),
-        "CRACKSEG_MODEL_CACHE_DIR": str(work / "model-cache"),
-        "CRACKSEG_BASE_DATA": str(Path(base_train).resolve()),
-        "CRACKSEG_EVAL_DATA": str(Path(base_eval).resolve()),
-        "CRACKSEG_EVAL_SPLIT": "",
-        "CRACKSEG_DVC_REMOTE": str(work / "dvc-storage"),
-        "CRACKSEG_RETRAIN_WORK_DIR": str(work / "retrain"),
-        "CRACKSEG_RETRAIN_PARAMS": str(_params_file(cfg, work).resolve()),
-        "CRACKSEG_RETRAIN_LOG_DIR": str(work / "logs"),
-        "CRACKSEG_RETRAIN_THRESHOLD": str(len(feedback_pairs)),
-        "CRACKSEG_EXECUTOR": "local",
-        "CRACKSEG_ROLLOUT": "http",
-        "CRACKSEG_PREDICTOR_URL": url,
-        "CRACKSEG_THREADS": "1",
-    }
-    os.environ["MLFLOW_TRACKING_URI"] = tracking
-    procs: list[Proc] = []
+    procs: list[ManagedProcess] = []
     try:
-        mlflow_cmd = [
-            str(bin_dir / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-        ]
-        mlflow_cmd += ["--artifacts-destination", str(work / "mlartifacts"), "--host", "127.0.0.1"]
-        mlflow_cmd += ["--port", str(mlflow_port), "--workers", "1"]
-        procs.append(Proc(mlflow_cmd, work / "logs" / "mlflow.log", env))
+        tracking, mlflow_proc = start_mlflow_server(work / "mlflow", work / "logs" / "mlflow.log")
+        procs.append(mlflow_proc)
         say(f"MLflow at {tracking}")
-        procs[-1].wait_http(f"{tracking}/health", 180)
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "MLFLOW_TRACKING_URI": tracking,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "CRACKSEG_FEEDBACK_DIR": str(work / "feedback"),
+            "CRACKSEG_MODELS_DIR": str(work / "models"),
+            "CRACKSEG_MODEL_CACHE_DIR": str(work / "model-cache"),
+            "CRACKSEG_BASE_DATA": str(Path(base_train).resolve()),
+            "CRACKSEG_EVAL_DATA": str(Path(base_eval).resolve()),
+            "CRACKSEG_EVAL_SPLIT": "",
+            "CRACKSEG_DVC_REMOTE": str(work / "dvc-storage"),
+            "CRACKSEG_RETRAIN_WORK_DIR": str(work / "retrain"),
+            "CRACKSEG_RETRAIN_PARAMS": str(_params_file(cfg, work).resolve()),
+            "CRACKSEG_RETRAIN_LOG_DIR": str(work / "logs"),
+            "CRACKSEG_RETRAIN_THRESHOLD": str(len(feedback_pairs)),
+            "CRACKSEG_EXECUTOR": "local",
+            "CRACKSEG_ROLLOUT": "http",
+            "CRACKSEG_THREADS": "1",
+        }
+        os.environ["MLFLOW_TRACKING_URI"] = tracking
         version_before = _register_champion(tracking, champion_dir)
         registry = Registry(tracking)
         served = export_version(registry, version_before, work / "models")
-        serve_cmd = [
-            str(bin_dir / "crackseg"),
-            "serve",
-            "--model",
-            str(served),
-            "--port",
-            str(predictor_port),
-        ]
-        procs.append(Proc([*serve_cmd, "--host", "127.0.0.1"], work / "logs" / "predictor.log", env))
-        procs[-1].wait_http(f"{url}/v2/health/ready", 300)
+        url, predictor_proc = start_predictor(served, work / "logs" / "predictor.log", env, timeout=300)
+        procs.append(predictor_proc)
+        env["CRACKSEG_PREDICTOR_URL"] = url
         say(f"predictor at {url} serving version {version_before} ({champion_dir})")
 
         say("evaluating the champion (before)")

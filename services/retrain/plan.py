@@ -95,7 +95,11 @@ def make_plan(store: FeedbackStore, run_name: str | None = None) -> RetrainPlan:
     unlabelled = sum(not r.labelled for r in since)
     # What the run trains and is judged on: every labelled record, not only the new ones.
     all_labelled = sorted(
-        (LabelledItem(id=r.id, updated_at=r.updated_at, label_file=r.label_file) for r in records if r.labelled),
+        (
+            LabelledItem(id=r.id, updated_at=r.updated_at, label_file=r.label_file)
+            for r in records
+            if r.labelled
+        ),
         key=lambda i: (i.updated_at, i.id),
     )
     if run_name is not None:
@@ -117,6 +121,9 @@ def _plan(
     all_labelled: list[LabelledItem],
     unlabelled: int,
 ) -> RetrainPlan:
+    # All labelled feedback as of the plan: a record labelled after its newest item belongs to the next run.
+    target = max((i.updated_at for i in items), default=None)
+    all_labelled = [i for i in all_labelled if target is None or i.updated_at <= target]
     return RetrainPlan(
         run_name=name,
         watermark=watermark.watermark if watermark else None,

@@ -175,9 +175,9 @@ def test_a_champion_without_evaluation_tags_gets_the_runs_numbers(
     """The bootstrap champion has validation metrics only; the first run tags its base-set evaluation on it."""
     from mlflow import MlflowClient
 
+    from ml.registry import Registry
     from services.retrain.journal import RunJournal
     from services.retrain.plan import RetrainPlan
-    from services.retrain.promote import Registry
     from services.retrain.run import RetrainRun
 
     monkeypatch.chdir(tmp_path)  # the file store's artifacts land here
