@@ -26,7 +26,12 @@ RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
  && /opt/venv/bin/pip install --no-deps . \
  && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
- && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+ && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+ && find /opt/venv/lib/python3*/site-packages -mindepth 2 -type d \( -name tests -o -name test \) -prune \
+      -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
+# Bytecode is compiled once here: the root filesystem is read-only at run time, and compiling every import at
+# each start would double the start → ready time.
 # The model is copied here, not in the final stage, to make it world-readable whatever its modes on the host
 # (checkpoints are written 0600): the container runs as another user than the one that built it.
 ARG MODEL_DIR=models/starter
