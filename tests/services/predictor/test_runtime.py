@@ -153,10 +153,10 @@ def test_requests_over_the_in_flight_limit_get_503_before_their_body_is_read(mod
     entered = asyncio.Event()
     real_segment = model.segment
 
-    async def slow_segment(image: Any) -> Any:
+    async def slow_segment(image: Any, *args: Any) -> Any:
         entered.set()
         await release.wait()
-        return await real_segment(image)
+        return await real_segment(image, *args)
 
     model.segment = slow_segment  # type: ignore[method-assign]
     body_reads = 0
@@ -170,7 +170,7 @@ def test_requests_over_the_in_flight_limit_get_503_before_their_body_is_read(mod
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             first = asyncio.create_task(c.post("/predict", files={"file": ("a.jpg", jpeg_bytes())}))
-            await entered.wait()
+            await asyncio.wait_for(entered.wait(), timeout=60)
             reads_before = body_reads
             shed = await c.post(
                 "/v2/models/crackseg/infer",
@@ -179,7 +179,7 @@ def test_requests_over_the_in_flight_limit_get_503_before_their_body_is_read(mod
             )
             ping = await c.get("/ping")
             release.set()
-            return await first, shed, ping, body_reads - reads_before
+            return await asyncio.wait_for(first, timeout=60), shed, ping, body_reads - reads_before
 
     try:
         first, shed, ping, reads = asyncio.run(scenario())
