@@ -121,7 +121,7 @@ def test_export_carries_the_onnx_graph_and_checks_it(tmp_path: Path) -> None:
 
     class Registry:
         def download(self, version: str, dst: Path) -> Path:
-            shutil.copytree(source, dst)
+            shutil.copytree(source, dst, dirs_exist_ok=True)
             return dst
 
     out = export_version(Registry(), "5", tmp_path / "models")  # type: ignore[arg-type]
