@@ -1,10 +1,17 @@
-"""End-to-end predictor benchmark: a real ``crackseg serve`` process, a 480×320 JPEG, concurrency 1/4/8.
+"""End-to-end predictor benchmark against a real ``crackseg serve`` process (``make bench-serve``).
 
-Reports p50/p99 latency and throughput per concurrency next to the bare model forward time measured in this
-process with the same thread count, plus ``/ping`` latency while the server is saturated. Writes
-``benchmarks/results/serve-<UTC time>.json`` and ``.md``.
+Measures, in one run on this machine:
+- end-to-end ``POST /predict`` p50/p95 at 544×384, 1920×1080 and 4000×3000 (one request at a time);
+- the in-process segmenter time for the same images (same runtime and threads: "forward"), and the overhead
+  e2e / forward;
+- throughput at concurrency 1/4/16 at 544×384, against 1 / forward; ``/ping`` latency while 16 requests queue;
+- the server's peak RSS;
+- the seed's way of serving (base-64 Attention U-Net, eager PyTorch fp32, one forward at 544×384) and the speed-up.
 
-    python benchmarks/serve.py [--model models/starter] [--requests 24] [--threads 1] [--workers 2]
+Photos are real DeepCrack training photos resized to each size when ``$CRACKSEG_DATASETS`` has them, else synthetic
+cracks. Writes ``benchmarks/results/serve-<UTC time>.json`` and ``.md``.
+
+    python benchmarks/serve.py [--model models/starter] [--requests 32] [--skip-seed]
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ import argparse
 import io
 import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,82 +41,91 @@ sys.argv, _ARGV = sys.argv[:1], sys.argv  # KServe (imported below via tests.hel
 
 from tests.helpers.procs import start_predictor  # noqa: E402
 
+SIZES = {"544x384": (544, 384), "1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
+SEQUENTIAL = {"544x384": 24, "1920x1080": 6, "4000x3000": 3}
 
-def sample_jpeg() -> bytes:
-    from ml.data.synthetic import generate  # the team's synthetic crack generator, when present
+
+def photo(width: int, height: int) -> tuple[np.ndarray, str]:
+    root = Path(os.environ.get("CRACKSEG_DATASETS", REPO.parent / "shared" / "datasets"))
+    photos = sorted((root / "deepcrack" / "train" / "images").glob("*.jpg"))
+    if photos:
+        img = Image.open(photos[0]).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        return np.asarray(img), f"DeepCrack train photo {photos[0].name} resized"
+    from ml.data.synthetic import generate
 
     with tempfile.TemporaryDirectory() as tmp:
-        generate(1, Path(tmp), size=(320, 480), seed=0)
+        generate(1, Path(tmp), size=(height, width), seed=0)
         img = Image.open(next((Path(tmp) / "images").glob("*.png"))).convert("RGB")
+    return np.asarray(img), "synthetic crack image"
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 
-def fallback_jpeg() -> bytes:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (320, 480, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+def pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(np.array(values), q)), 1)
 
 
-def bare_forward_ms(model_dir: Path, jpeg: bytes, threads: int, repeats: int = 15) -> float:
-    import torch
-
-    from ml.checkpoint import load_model
-    from ml.data.imageio import read_image
-    from ml.inference import Segmenter
-
-    torch.set_num_threads(threads)
-    seg = Segmenter(load_model(model_dir))
-    rgb = read_image(jpeg)
-    for _ in range(3):
-        seg.probabilities(rgb)
-    times = []
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
     for _ in range(repeats):
         t = time.perf_counter()
-        seg.probabilities(rgb)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
 
 
-def _calibrate_threshold(model_dir: Path, jpeg: bytes, quantile: float) -> None:
-    """Give a random model a threshold at which its mask covers a realistic share of the image."""
-    from ml.checkpoint import load_model, save_model
-    from ml.data.imageio import read_image
-    from ml.inference import Segmenter
+def forward_ms(model_dir: Path, images: dict[str, np.ndarray], threads: int) -> tuple[dict[str, float], str]:
+    from ml.segmenter import open_segmenter
 
-    loaded = load_model(model_dir)
-    probs = Segmenter(loaded).probabilities(read_image(jpeg))
-    threshold = float(np.clip(np.quantile(probs, quantile), 1e-4, 1 - 1e-4))
-    save_model(loaded.module, loaded.config.model_copy(update={"threshold": threshold}), model_dir)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values), q))
+    seg = open_segmenter(model_dir, "auto", threads=threads)
+    out = {}
+    for name, rgb in images.items():
+        out[name] = round(
+            statistics.median(timed(lambda rgb=rgb: seg.probabilities(rgb), SEQUENTIAL[name])), 1
+        )
+    return out, seg.runtime
 
 
-def run_level(url: str, jpeg: bytes, concurrency: int, n: int, ping: bool) -> dict[str, float]:
-    latencies: list[float] = []
-    server_ms: list[float] = []
+def seed_forward_ms(threads: int) -> float:
+    """The seed's serving path: a base-64 Attention U-Net, eager fp32 PyTorch, one 544×384 forward."""
+    import torch
+
+    from ml.models import create_model
+
+    torch.set_num_threads(threads)
+    net = create_model("attention_unet", base_width=64, depth=4).eval()
+    x = torch.rand(1, 3, 384, 544)
+    with torch.inference_mode():
+        return round(statistics.median(timed(lambda: net(x), 3)), 1)
+
+
+def post(c: httpx.Client, body: bytes) -> tuple[float, int]:
+    t = time.perf_counter()
+    r = c.post("/predict", files={"file": ("a.jpg", body, "image/jpeg")})
+    return (time.perf_counter() - t) * 1000, r.status_code
+
+
+def sequential(url: str, body: bytes, n: int) -> dict[str, float]:
+    with httpx.Client(base_url=url, timeout=300) as c:
+        post(c, body)
+        runs = [post(c, body) for _ in range(n)]
+    ms = [t for t, status in runs if status == 200]
+    return {"requests": len(ms), "failures": n - len(ms), "p50_ms": pct(ms, 50), "p95_ms": pct(ms, 95)}
+
+
+def concurrent(url: str, body: bytes, concurrency: int, n: int) -> dict[str, float]:
     pings: list[float] = []
-    failures = 0
     stop = threading.Event()
-    lock = threading.Lock()
 
-    def worker(k: int) -> None:
-        nonlocal failures
-        with httpx.Client(base_url=url, timeout=120) as c:
-            for _ in range(k):
-                t = time.perf_counter()
-                r = c.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")})
-                dt = (time.perf_counter() - t) * 1000
-                with lock:
-                    if r.status_code == 200:
-                        latencies.append(dt)
-                        server_ms.append(float(r.json()["inference_ms"]))
-                    else:
-                        failures += 1
+    def worker(k: int) -> list[tuple[float, int]]:
+        with httpx.Client(base_url=url, timeout=300) as c:
+            return [post(c, body) for _ in range(k)]
 
     def pinger() -> None:
         with httpx.Client(base_url=url, timeout=30) as c:
@@ -115,36 +133,43 @@ def run_level(url: str, jpeg: bytes, concurrency: int, n: int, ping: bool) -> di
                 t = time.perf_counter()
                 c.get("/ping")
                 pings.append((time.perf_counter() - t) * 1000)
-                time.sleep(0.05)
+                time.sleep(0.02)
 
-    per_worker = max(1, n // concurrency)
+    per = max(1, n // concurrency)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency + 1) as pool:
-        ping_future = pool.submit(pinger) if ping else None
-        futures = [pool.submit(worker, per_worker) for _ in range(concurrency)]
-        for f in futures:
-            f.result()
+        ping = pool.submit(pinger)
+        runs = [r for f in [pool.submit(worker, per) for _ in range(concurrency)] for r in f.result()]
         stop.set()
-        if ping_future:
-            ping_future.result()
+        ping.result()
     wall = time.perf_counter() - start
-    result = {
+    ok = [t for t, status in runs if status == 200]
+    return {
         "concurrency": concurrency,
-        "requests": len(latencies),
-        "failures": failures,
-        "p50_ms": round(percentile(latencies, 50), 1),
-        "p99_ms": round(percentile(latencies, 99), 1),
-        "throughput_rps": round(len(latencies) / wall, 2),
-        "server_forward_p50_ms": round(percentile(server_ms, 50), 1),
+        "requests": len(ok),
+        "failures": len(runs) - len(ok),
+        "throughput_rps": round(len(ok) / wall, 2),
+        "p50_ms": pct(ok, 50),
+        "p95_ms": pct(ok, 95),
+        "ping_p99_ms": pct(pings, 99),
     }
-    if pings:
-        result.update(
-            ping_p50_ms=round(percentile(pings, 50), 1),
-            ping_p99_ms=round(percentile(pings, 99), 1),
-            ping_max_ms=round(max(pings), 1),
-            ping_samples=len(pings),
-        )
-    return result
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -152,77 +177,90 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, default=REPO / "models" / "starter")
-    parser.add_argument("--requests", type=int, default=24, help="requests per concurrency level")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (server and bare forward)")
-    parser.add_argument("--workers", type=int, default=2, help="server's max concurrent inferences")
+    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level (544×384)")
+    parser.add_argument("--skip-seed", action="store_true", help="do not measure the base-64 eager forward")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(_ARGV[1:])
-    model_dir: Path = args.model
-    note = ""
-    if not (model_dir / "config.json").is_file():
-        from ml.checkpoint import ModelConfig, save_model
-        from ml.models import create_model
+    from ml.cpus import usable_cpus
 
-        model_dir = Path(tempfile.mkdtemp()) / "bench-model"
-        net = create_model("attention_unet", base_width=8, depth=4)
-        save_model(net, ModelConfig(base_width=8, depth=4), model_dir)
-        note = (
-            f"{args.model} not found: a random base-8 depth-4 model was used (the same compute as a trained one), "
-            "its threshold set to mark ~3 % of pixels as crack, the share real cracks cover"
-        )
-    try:
-        jpeg = sample_jpeg()
-    except Exception:  # the synthetic generator is optional here
-        jpeg = fallback_jpeg()
-    if note:
-        _calibrate_threshold(model_dir, jpeg, quantile=0.97)
-    load_before = os.getloadavg()[0]
-    forward = bare_forward_ms(model_dir, jpeg, args.threads)
+    threads = usable_cpus(int(os.environ.get("CRACKSEG_CPU_LIMIT", "0") or 0))
+    images, source = {}, ""
+    for name, (w, h) in SIZES.items():
+        images[name], source = photo(w, h)
+    bodies = {name: jpeg(rgb) for name, rgb in images.items()}
+    load_before = os.getloadavg()
+    forward, runtime = forward_ms(args.model, images, threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             "CRACKSEG_FEEDBACK_DIR": tmp,
-            "CRACKSEG_THREADS": str(args.threads),
-            "CRACKSEG_MAX_CONCURRENT_INFERENCES": str(args.workers),
+            "CRACKSEG_MAX_INFLIGHT": "64",  # measure queueing, not shedding
+            "CRACKSEG_MAX_BODY_BYTES": str(64 << 20),
             "OMP_WAIT_POLICY": "PASSIVE",
         }
-        url, proc = start_predictor(model_dir, Path(tmp) / "server.log", env)
+        url, proc = start_predictor(args.model, Path(tmp) / "server.log", env)
         try:
-            run_level(url, jpeg, 1, 4, ping=False)  # warm-up
-            levels = [run_level(url, jpeg, c, args.requests, ping=(c == 8)) for c in (1, 4, 8)]
+            e2e = {name: sequential(url, bodies[name], SEQUENTIAL[name]) for name in SIZES}
+            levels = [concurrent(url, bodies["544x384"], c, args.requests) for c in (1, 4, 16)]
+            rss = peak_rss_mib(proc.pid)
+            with httpx.Client(base_url=url) as c:
+                served = c.get("/v2/models/crackseg").json()["parameters"]
         finally:
             proc.stop()
+    seed = None if args.skip_seed else seed_forward_ms(threads)
+    load_after = os.getloadavg()
 
+    small = e2e["544x384"]["p50_ms"]
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, {threads} usable",
+        "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "model": str(args.model),
-        "note": note,
-        "image": "480x320 JPEG",
-        "threads": args.threads,
-        "server_workers": args.workers,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "bare_forward_ms": round(forward, 1),
-        "levels": levels,
-        "p50_over_forward_at_c1": round(levels[0]["p50_ms"] / forward, 2),
+        "images": source + ", JPEG quality 90",
+        "runtime": runtime,
+        "server": served,
+        "forward_ms": forward,
+        "e2e": e2e,
+        "overhead_e2e_over_forward": {n: round(e2e[n]["p50_ms"] / forward[n], 2) for n in SIZES},
+        "throughput_544x384": levels,
+        "throughput_c4_over_one_over_forward": round(
+            levels[1]["throughput_rps"] * forward["544x384"] / 1000, 2
+        ),
+        "server_peak_rss_mib": rss,
+        "seed_style_base64_eager_forward_544x384_ms": seed,
+        "speedup_vs_seed_style": round(seed / small, 1) if seed else None,
     }
     lines = [
-        f"Predictor end-to-end, 480×320 JPEG, {args.threads} torch thread(s), {args.workers} server inference "
-        f"worker(s), {os.cpu_count()} CPUs (shared machine; 1-min load average {load_before:.1f} before, "
-        f"{os.getloadavg()[0]:.1f} after). Bare forward: **{forward:.1f} ms**. {note}",
+        f"# Predictor benchmark {result['timestamp']}",
         "",
-        "| concurrency | requests | p50 ms | p99 ms | throughput req/s | p50 / forward | forward in server p50 ms "
-        "| /ping p50 / p99 / max ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"{result['machine']}; runtime {runtime}, {served.get('threads')} threads; {result['images']}. "
+        f"1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after.",
+        "",
+        "| image | forward p50 ms | e2e p50 ms | e2e p95 ms | e2e / forward |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for n in SIZES:
+        lines.append(
+            f"| {n} | {forward[n]} | {e2e[n]['p50_ms']} | {e2e[n]['p95_ms']} | "
+            f"{result['overhead_e2e_over_forward'][n]} |"  # type: ignore[index]
+        )
+    lines += [
+        "",
+        "| concurrency (544×384) | req/s | p50 ms | p95 ms | /ping p99 ms | failures |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for lv in levels:
-        ping = (
-            f"{lv['ping_p50_ms']} / {lv['ping_p99_ms']} / {lv['ping_max_ms']}" if "ping_p50_ms" in lv else "–"
-        )
         lines.append(
-            f"| {lv['concurrency']} | {lv['requests']} | {lv['p50_ms']} | {lv['p99_ms']} | "
-            f"{lv['throughput_rps']} | {lv['p50_ms'] / forward:.2f} | {lv['server_forward_p50_ms']} | {ping} |"
+            f"| {lv['concurrency']} | {lv['throughput_rps']} | {lv['p50_ms']} | {lv['p95_ms']} | "
+            f"{lv['ping_p99_ms']} | {lv['failures']} |"
         )
+    lines += [
+        "",
+        f"Throughput at concurrency 4 × forward time: {result['throughput_c4_over_one_over_forward']} "
+        f"(1.0 = the queue adds nothing). Server peak RSS: {rss} MiB.",
+        f"Seed-style forward (base 64, eager fp32, 544×384): {seed} ms → {result['speedup_vs_seed_style']}× "
+        "the end-to-end p50 here.",
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"serve-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

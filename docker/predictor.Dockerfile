@@ -1,32 +1,24 @@
-# crackseg-predictor: `crackseg serve` (KServe model server + our routes) with the starter model baked in.
+# crackseg-predictor: the lean predictor (`crackseg serve` on ONNX Runtime; no PyTorch) with the starter model.
 # Build from the repository root:
 #   docker build -f docker/predictor.Dockerfile -t crackseg-predictor .
-# Build arguments: BASE_IMAGE (any Debian-based Python 3.11 image), TORCH_INDEX_URL and TORCH_SPEC (CPU-only
-# wheels by default), MODEL_DIR (the model folder copied to /opt/crackseg/models/starter).
+# Build arguments: BASE_IMAGE (any Debian-based Python 3.11 image), PYPI_INDEX_URL, MODEL_DIR (a model folder
+# with config.json and model.onnx, copied to /opt/crackseg/models/starter).
+# The image installs crackseg[serve] only; CRACKSEG_RUNTIME=torch needs crackseg[train] and a bigger image.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# Declared here, after the steps that do not use them: a build argument is part of the cache key of every
-# RUN that follows its declaration.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_SPEC="torch<=2.14.1 torchvision<=0.29.1"
-# Where torch's own dependencies (filelock, sympy, …) come from when TORCH_INDEX_URL holds torch alone.
 ARG PYPI_INDEX_URL=https://pypi.org/simple
-# Torch first, from its own (CPU-only) index, then pinned so the PyPI resolution cannot swap it for a CUDA build.
+# The dependencies, from pyproject.toml alone: this layer survives code changes.
 # The optional pip_ca secret is a CA bundle for networks that intercept TLS; it never lands in a layer.
-RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
-    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
- && /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" --extra-index-url "$PYPI_INDEX_URL" $TORCH_SPEC \
- && /opt/venv/bin/pip freeze | grep -iE '^torch(vision)?==' > /opt/torch-constraint.txt
-# The rest of the dependencies, from pyproject.toml alone: this layer survives code changes.
 COPY docker/requirements.py pyproject.toml ./
 RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
  && python3 requirements.py pyproject.toml serve > /tmp/requirements.txt \
- && /opt/venv/bin/pip install --constraint /opt/torch-constraint.txt --requirement /tmp/requirements.txt
+ && /opt/venv/bin/pip install --index-url "$PYPI_INDEX_URL" --requirement /tmp/requirements.txt \
+ && if /opt/venv/bin/python -c "import torch" 2>/dev/null; then echo "torch must not be in the serve image" >&2; exit 1; fi
 COPY README.md ./
 COPY ml ./ml
 COPY services ./services
@@ -34,7 +26,12 @@ RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
  && /opt/venv/bin/pip install --no-deps . \
  && /opt/venv/bin/pip uninstall --yes pip setuptools wheel \
- && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+ && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+ && find /opt/venv/lib/python3*/site-packages -mindepth 2 -type d \( -name tests -o -name test \) -prune \
+      -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
+# Bytecode is compiled once here: the root filesystem is read-only at run time, and compiling every import at
+# each start would double the start → ready time.
 # The model is copied here, not in the final stage, to make it world-readable whatever its modes on the host
 # (checkpoints are written 0600): the container runs as another user than the one that built it.
 ARG MODEL_DIR=models/starter
@@ -56,6 +53,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     OMP_WAIT_POLICY=PASSIVE \
     CRACKSEG_MODEL_SOURCE=/opt/crackseg/models/starter \
+    CRACKSEG_RUNTIME=onnx \
     CRACKSEG_MODEL_CACHE_DIR=/tmp/model-cache \
     CRACKSEG_FEEDBACK_DIR=/data/feedback \
     CRACKSEG_MODELS_DIR=/data/models

@@ -1,4 +1,4 @@
-"""ML subcommands: train, eval, bench, starter-model, prepare. Torch is imported inside the commands."""
+"""ML subcommands: train, eval, bench, starter-model, prepare, export-onnx. Torch is imported inside the commands."""
 
 from __future__ import annotations
 
@@ -309,6 +309,33 @@ def prepare_cmd(
     typer.echo(f"prepared {n} pairs in {out}")
 
 
+def export_onnx_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="checkpoint folder (config.json + model.safetensors)")],
+    check: Annotated[
+        list[Path] | None,
+        typer.Option(help="photo to compare PyTorch and ONNX Runtime on (repeatable); prints the parity"),
+    ] = None,
+) -> None:
+    """Add model.onnx (fp32, dynamic size) to a checkpoint folder saved before exports existed."""
+    from ml.data.imageio import ImageDecodeError, read_image
+    from ml.export import export_model_dir, parity
+
+    try:
+        path = export_model_dir(model_dir)
+        images = [read_image(p) for p in check or []]
+    except (FileNotFoundError, ValueError, ImageDecodeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"wrote {path}")
+    if images:
+        result = parity(model_dir, images)
+        typer.echo(
+            json.dumps(
+                {"images": result.images, "max_abs_diff": result.max_abs_diff, "mask_iou": result.mask_iou}
+            )
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add the ML commands to the ``crackseg`` app."""
     app.command("train")(train_cmd)
@@ -318,3 +345,4 @@ def register(app: typer.Typer) -> None:
     app.command("bench")(bench_cmd)
     app.command("starter-model")(starter_cmd)
     app.command("prepare")(prepare_cmd)
+    app.command("export-onnx")(export_onnx_cmd)

@@ -59,7 +59,13 @@ class AttentionUNet(nn.Module):
             # Reflection needs pad < size; replicate works for any size.
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return self.forward_aligned(x)[..., :h, :w]
 
+    def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on an input whose sides are already multiples of ``multiple`` (no padding, no branch).
+
+        This is what the ONNX export traces: the tiling code pads once, the same way ``forward`` would.
+        """
         skips = []
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))
@@ -67,5 +73,4 @@ class AttentionUNet(nn.Module):
         x = skips.pop()
         for decoder in self.decoders:
             x = decoder(x, skips.pop())
-        logits = self.head(x)  # (N, out, H_pad, W_pad)
-        return logits[..., :h, :w]
+        return self.head(x)  # (N, out, H_pad, W_pad)

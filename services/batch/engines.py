@@ -53,12 +53,13 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def load_segmenter(model_dir: Any, tile_size: int, overlap: int) -> Any:
-    """The inference entry point the predictor uses (today ``ml.inference.Segmenter``), in one place."""
-    from ml.checkpoint import load_model
-    from ml.inference import Segmenter
+def load_segmenter(
+    model_dir: Any, tile_size: int, overlap: int | None, runtime: str = "auto", threads: int = 1
+) -> Any:
+    """The inference entry point the predictor uses (``ml.segmenter.open_segmenter``), in one place."""
+    from ml.segmenter import open_segmenter
 
-    return Segmenter(load_model(model_dir), tile_size=tile_size, overlap=overlap)
+    return open_segmenter(model_dir, runtime, threads=threads, tile_size=tile_size, overlap=overlap)
 
 
 class LocalEngine:
@@ -84,10 +85,22 @@ class LocalEngine:
                 tracking_uri=settings.mlflow_tracking_uri,
                 version=settings.model_version,
             )
-            self._segmenter = load_segmenter(resolved.path, settings.tile_size, settings.tile_overlap)
+            from ml.cpus import usable_cpus
+
+            self._segmenter = load_segmenter(
+                resolved.path,
+                settings.tile_size,
+                settings.tile_overlap,
+                settings.runtime,
+                settings.threads or usable_cpus(settings.cpu_limit),
+            )
         except PredictorError as e:
             raise EngineError(e.message) from e
-        except (FileNotFoundError, ValueError) as e:
+        except (
+            FileNotFoundError,
+            ValueError,
+            RuntimeError,
+        ) as e:  # RuntimeError: the runtime is not installed
             raise EngineError(f"cannot load the model {source}: {e}") from e
         self._limits = Limits(settings.max_body_bytes, settings.max_pixels, settings.max_side)
         self._lock = threading.Lock()

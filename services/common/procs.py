@@ -180,12 +180,27 @@ def start_mlflow_server(
 
 
 def start_predictor(
-    model: Path | str, log_path: Path, env: dict[str, str] | None = None, timeout: float = 180.0
+    model: Path | str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    binary: Path | str | None = None,
 ) -> tuple[str, ManagedProcess]:
-    """A real ``crackseg serve`` on a free loopback port, returned once ready (weights loaded, warmed up)."""
+    """A real ``crackseg serve`` on a free loopback port, returned once ready (weights loaded, warmed up).
+
+    ``binary``: another install's ``crackseg`` (e.g. a lean ``crackseg[serve]`` venv); default: this one's."""
     port = free_port()
     proc = ManagedProcess(
-        [str(BIN / "crackseg"), "serve", "--model", str(model), "--port", str(port), "--host", "127.0.0.1"],
+        [
+            str(binary or BIN / "crackseg"),
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
         log_path=log_path,
         env=env,
     )

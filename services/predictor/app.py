@@ -20,6 +20,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.predictor import metrics
+from services.predictor.admission import Admission, AdmissionMiddleware
 from services.predictor.errors import error_response, install_error_handlers
 from services.predictor.model import CracksegModel
 from services.predictor.routes import router
@@ -130,4 +131,9 @@ def create_app(model: CracksegModel, settings: Settings | None = None) -> FastAP
     install_error_handlers(app)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so it runs first: a full predictor answers 503 before the body limit or anything else.
+    app.state.admission = Admission(settings.max_inflight)
+    app.add_middleware(
+        AdmissionMiddleware, admission=app.state.admission, retry_after_s=settings.retry_after_s
+    )
     return app

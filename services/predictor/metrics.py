@@ -27,6 +27,12 @@ FEEDBACK_RECEIVED = Counter(
     "crackseg_feedback_received", "Feedback submissions accepted, by verdict.", ["verdict"]
 )
 REJECTED_INPUTS = Counter("crackseg_rejected_inputs", "Requests rejected with a 4xx, by reason.", ["reason"])
+REQUESTS_IN_FLIGHT = Gauge(
+    "crackseg_inference_requests_in_flight", "Inference requests admitted and not yet answered."
+)
+REQUESTS_SHED = Counter(
+    "crackseg_inference_requests_shed", "Inference requests answered 503 because the predictor was full."
+)
 LABELLED_SINCE_WATERMARK = Gauge(
     "crackseg_feedback_labelled_since_watermark", "Labelled feedback records since the last retrain."
 )

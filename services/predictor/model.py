@@ -2,7 +2,11 @@
 
 Readiness means "a model is loaded and a warm-up forward has run". A swap builds the new model beside the old one,
 warms it up, then replaces one reference: requests that already took the old ``Served`` finish on it, new ones get
-the new one, and ``ready`` never drops.
+the new one, and ``ready`` never drops. A model that cannot be loaded is refused (422) and the old one keeps serving.
+
+Threads: one inference at a time, on every CPU the process may use (``ml.cpus``); further requests wait in FIFO
+order in the inference pool's queue. Decoding, encoding, statistics and overlays run in a separate worker pool,
+so the event loop only moves bytes.
 """
 
 from __future__ import annotations
@@ -16,19 +20,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from ml.checkpoint import load_model
+from ml.cpus import usable_cpus
 from ml.data.imageio import encode_png
-from ml.inference import Segmenter
 from ml.registry import MODEL_NAME
+from ml.segmenter import TiledSegmenter, open_segmenter
 from services.predictor import metrics
 from services.predictor.decode import DecodedImage, Limits, decode_image, sniff
 from services.predictor.errors import InvalidInput, ModelNotReady, ModelSourceError, PredictorError
@@ -37,6 +41,7 @@ from services.predictor.sources import ResolvedSource, resolve
 from services.predictor.stats import CrackStatistics, Surface, crack_statistics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _WARMUP_SHAPE = (256, 256, 3)
 
 
@@ -44,7 +49,7 @@ _WARMUP_SHAPE = (256, 256, 3)
 class Served:
     """One loaded model version; immutable, so a request that holds it is never affected by a swap."""
 
-    segmenter: Segmenter
+    segmenter: TiledSegmenter
     version: str
     source: str
 
@@ -78,34 +83,42 @@ class CracksegModel(Model):
         self.settings = settings
         self._served: Served | None = None
         self._swap_lock = threading.Lock()
-        # Bounded: at most this many images are in the network at once; the rest queue here, not in torch.
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_inferences,
-            thread_name_prefix="crackseg-infer",
-            initializer=_lower_thread_priority,
-        )
+        self.threads = settings.threads or usable_cpus(settings.cpu_limit)
+        # Threads inherit the creator's priority: the runtime's own worker threads start in these lowered ones.
+        # One inference at a time (it uses every core); the rest wait here, first in, first out.
+        self._infer_pool = _pool(1, "crackseg-infer")
+        self._work_pool = _pool(max(2, self.threads), "crackseg-work")
+        # Loads and swaps: never in the inference pool, so a swap takes no inference slot away.
+        self._load_pool = _pool(1, "crackseg-load")
         self.limits = Limits(settings.max_body_bytes, settings.max_pixels, settings.max_side)
 
     # -- loading -------------------------------------------------------------------------------------------
     def load(self) -> bool:
-        torch.set_num_threads(self.settings.threads)
         resolved = resolve(
             self.settings.model_source,
             cache_dir=self.settings.model_cache_dir,
             tracking_uri=self.settings.mlflow_tracking_uri,
             version=self.settings.model_version,
         )
-        self._install(self._prepare(resolved))
+        self._install(self._load_pool.submit(self._prepare, resolved).result())
         return self.ready
 
     def _prepare(self, resolved: ResolvedSource) -> Served:
+        settings = self.settings
         try:
-            loaded = load_model(resolved.path)
-        except (FileNotFoundError, ValueError) as e:
+            segmenter = open_segmenter(
+                resolved.path,
+                settings.runtime,
+                threads=self.threads,
+                tile_size=settings.tile_size,
+                overlap=settings.tile_overlap,
+                batch_size=settings.tile_batch,
+            )
+            # Warm-up: the first forward allocates and picks kernels; readiness waits for it.
+            segmenter.predict_mask(np.zeros(_WARMUP_SHAPE, dtype=np.uint8))
+        except Exception as e:  # whatever the files hold, a model that does not load is the request's 4xx
+            log.warning("cannot load model from %s", resolved.path, exc_info=True)
             raise ModelSourceError(f"cannot load model from {resolved.path}: {e}") from e
-        segmenter = Segmenter(loaded, tile_size=self.settings.tile_size, overlap=self.settings.tile_overlap)
-        # Warm-up: the first forward allocates and picks kernels; readiness waits for it.
-        segmenter.predict_mask(np.zeros(_WARMUP_SHAPE, dtype=np.uint8))
         return Served(segmenter=segmenter, version=resolved.version, source=resolved.source)
 
     def _install(self, served: Served) -> None:
@@ -122,8 +135,7 @@ class CracksegModel(Model):
             return served
 
     async def swap(self, resolved: ResolvedSource) -> Served:
-        # The default executor, not the inference pool: a swap must not take an inference slot away.
-        return await asyncio.get_running_loop().run_in_executor(None, self.swap_blocking, resolved)
+        return await asyncio.get_running_loop().run_in_executor(self._load_pool, self.swap_blocking, resolved)
 
     @property
     def current(self) -> Served | None:
@@ -137,37 +149,30 @@ class CracksegModel(Model):
         return served
 
     # -- inference -----------------------------------------------------------------------------------------
-    def segment_blocking(
-        self, image: DecodedImage, mm_per_px: float | None = None, surface: Surface = "asphalt"
-    ) -> Segmentation:
-        """Segment and measure; ``mm_per_px``/``surface`` calibrate the statistics (``stats.py``)."""
-        served = self.served  # taken once: a swap during this call does not affect it
-        start = time.perf_counter()
-        probabilities = served.segmenter.probabilities(image.rgb)
-        mask = probabilities >= served.segmenter.threshold
-        seconds = time.perf_counter() - start
-        stats = crack_statistics(mask, mm_per_px, surface)
-        metrics.INFERENCE_SECONDS.labels(model_version=served.version).observe(seconds)
-        metrics.CRACK_RATIO.observe(stats.crack_ratio)
-        return Segmentation(
-            mask=mask,
-            probabilities=probabilities,
-            statistics=stats,
-            inference_ms=round(seconds * 1000.0, 2),
-            model_version=served.version,
-            threshold=served.segmenter.threshold,
-        )
+    def describe(self) -> dict[str, Any]:
+        """Runtime, device, threads and tiling of the served model (for /ping and the V2 metadata)."""
+        served = self._served
+        return served.segmenter.describe() if served else {"runtime": None, "threads": self.threads}
 
     async def segment(
         self, image: DecodedImage, mm_per_px: float | None = None, surface: Surface = "asphalt"
     ) -> Segmentation:
-        """Segment off the event loop, in the bounded inference pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.segment_blocking, image, mm_per_px, surface
+        """Segment off the event loop: the forward pass in the inference queue, the statistics in the workers;
+        ``mm_per_px``/``surface`` calibrate the statistics (``stats.py``)."""
+        served = self.served  # taken once: a swap during this call does not affect it
+        loop = asyncio.get_running_loop()
+        probs, seconds = await loop.run_in_executor(self._infer_pool, _timed, served.segmenter, image.rgb)
+        return await loop.run_in_executor(
+            self._work_pool, _finish, served, probs, seconds, mm_per_px, surface
         )
 
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (decoding, encoding, overlays) in the worker pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._work_pool, fn, *args)
+
     def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._infer_pool, self._work_pool, self._load_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
         super().stop()
 
     # -- KServe handlers -----------------------------------------------------------------------------------
@@ -186,12 +191,15 @@ class CracksegModel(Model):
                 ) from e
         return decode_image(raw, self.limits)
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    def _decode_payload(self, payload: Any) -> _Batch:
         if isinstance(payload, InferRequest):
             return _Batch(images=[self._decode_element(e) for e in _v2_elements(payload)], request=payload)
         if isinstance(payload, dict):
             return _Batch(images=[self._decode_element(e) for e in _v1_elements(payload)], request=None)
         raise InvalidInput('expected a JSON body: {"instances": [{"b64": "<base64 image>"}]}')
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        return await self.offload(self._decode_payload, payload)
 
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None
@@ -204,6 +212,9 @@ class CracksegModel(Model):
     async def postprocess(
         self, result: Any, headers: dict[str, str] | None = None, response_headers: Any = None
     ) -> Any:
+        return await self.offload(self._encode_result, result)
+
+    def _encode_result(self, result: tuple[_Batch, list[Segmentation]]) -> Any:
         batch, results = result
         if batch.request is None:
             return {"predictions": [_v1_prediction(r) for r in results]}
@@ -241,6 +252,35 @@ class CracksegModel(Model):
             {"name": "mask", "datatype": "UINT8", "shape": [1, -1, -1]},
             {"name": "statistics", "datatype": "BYTES", "shape": [1]},
         ]
+
+
+def _timed(segmenter: TiledSegmenter, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    probs = segmenter.probabilities(rgb)
+    return probs, time.perf_counter() - start
+
+
+def _finish(
+    served: Served, probs: np.ndarray, seconds: float, mm_per_px: float | None, surface: Surface
+) -> Segmentation:
+    mask = probs >= served.segmenter.threshold
+    stats = crack_statistics(mask, mm_per_px, surface)
+    metrics.INFERENCE_SECONDS.labels(model_version=served.version).observe(seconds)
+    metrics.CRACK_RATIO.observe(stats.crack_ratio)
+    return Segmentation(
+        mask=mask,
+        probabilities=probs,
+        statistics=stats,
+        inference_ms=round(seconds * 1000.0, 2),
+        model_version=served.version,
+        threshold=served.segmenter.threshold,
+    )
+
+
+def _pool(workers: int, name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix=name, initializer=_lower_thread_priority
+    )
 
 
 def _lower_thread_priority() -> None:

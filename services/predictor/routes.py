@@ -30,6 +30,8 @@ class PingResponse(BaseModel):
     status: str
     ready: bool
     model_version: str | None
+    runtime: str | None = Field(description="onnx or torch (None while loading)")
+    threads: int = Field(description="intra-op threads of the inference runtime")
 
 
 class PredictResponse(BaseModel):
@@ -76,10 +78,13 @@ def _check_model_name(model_name: str) -> None:
 @router.get("/ping", response_model=PingResponse, tags=["crackseg"])
 async def ping(model: ModelDep) -> PingResponse:
     served = model.current
+    runtime = model.describe()
     return PingResponse(
         status="ok" if served else "loading",
         ready=model.ready,
         model_version=served.version if served else None,
+        runtime=runtime["runtime"],
+        threads=runtime["threads"],
     )
 
 
@@ -103,16 +108,16 @@ async def predict(
 ) -> Any:
     # Decoding and encoding run in worker threads too: the event loop only moves bytes, so /ping and health
     # checks answer quickly while inferences run.
-    image = await run_in_threadpool(decode_image, await file.read(), model.limits)
+    image = await model.offload(decode_image, await file.read(), model.limits)
     seg = await model.segment(image, pixel_size_mm, surface)
     headers = {"X-Model-Version": seg.model_version, "X-Inference-Ms": str(seg.inference_ms)}
     if format == "overlay":
-        jpeg = await run_in_threadpool(render.overlay_jpeg, image.rgb, seg.mask)
+        jpeg = await model.offload(render.overlay_jpeg, image.rgb, seg.mask)
         return Response(jpeg, media_type="image/jpeg", headers=headers)
-    png = await run_in_threadpool(render.mask_png, seg.mask)
+    png = await model.offload(render.mask_png, seg.mask)
     if format == "png":
         return Response(png, media_type="image/png", headers=headers)
-    prob_png = await run_in_threadpool(render.probability_png, seg.probabilities) if probabilities else None
+    prob_png = await model.offload(render.probability_png, seg.probabilities) if probabilities else None
     return PredictResponse(
         mask_png=base64.b64encode(png).decode("ascii"),
         width=image.width,
@@ -149,33 +154,34 @@ async def save_for_retrain(
     if (predicted is None) != (model_version is None):
         raise InvalidInput("send predicted and model_version together (the mask shown and who made it)")
     data = await file.read()
-    image = await run_in_threadpool(decode_image, data, model.limits)
+    image = await model.offload(decode_image, data, model.limits)
     mask_png = None
     if mask is not None:
-        corrected = await run_in_threadpool(
+        corrected = await model.offload(
             decode_mask, await mask.read(), image.width, image.height, model.limits
         )
-        mask_png = render.mask_png(corrected)
+        mask_png = await model.offload(render.mask_png, corrected)
     if predicted is not None and model_version is not None:
         # The mask the person corrected, from the version that made it: a re-run could be another version.
-        shown = await run_in_threadpool(
+        shown = await model.offload(
             decode_mask, await predicted.read(), image.width, image.height, model.limits
         )
-        predicted_png, version = render.mask_png(shown), model_version
+        predicted_png, version = await model.offload(render.mask_png, shown), model_version
     else:
         seg = await model.segment(image)
-        predicted_png, version = render.mask_png(seg.mask), seg.model_version
+        predicted_png, version = await model.offload(render.mask_png, seg.mask), seg.model_version
     record, dedup = await run_in_threadpool(
-        store.save,
-        data,
-        image.ext,
-        image.width,
-        image.height,
-        mask_png=mask_png,
-        predicted_png=predicted_png,
-        verdict=verdict,
-        comment=comment,
-        model_version=version,
+        lambda: store.save(
+            data,
+            image.ext,
+            image.width,
+            image.height,
+            mask_png=mask_png,
+            predicted_png=predicted_png,
+            verdict=verdict,
+            comment=comment,
+            model_version=version,
+        )
     )
     metrics.FEEDBACK_RECEIVED.labels(verdict=verdict or "none").inc()
     stats = await run_in_threadpool(store.stats, settings.retrain_threshold)
@@ -253,13 +259,14 @@ async def unload_model(model_name: str) -> dict[str, Any]:
 async def model_metadata(model_name: str, model: ModelDep) -> dict[str, Any]:
     _check_model_name(model_name)
     served = model.served
+    runtime = served.segmenter.describe()
     return {
         "name": model_name,
         "versions": [served.version],
-        "platform": "pytorch_safetensors",
+        "platform": "onnxruntime_onnx" if runtime["runtime"] == "onnx" else "pytorch_safetensors",
         "inputs": model.get_input_types(),
         "outputs": model.get_output_types(),
-        "parameters": {"threshold": served.segmenter.threshold, "source": served.source},
+        "parameters": {"threshold": served.segmenter.threshold, "source": served.source, **runtime},
     }
 
 
@@ -287,19 +294,42 @@ async def infer(model_name: str, request: Request, model: ModelDep, dataplane: D
     body = await request.body()
     headers = dict(request.headers)
     if v2binary.HEADER in headers:
-        infer_request = v2binary.parse_binary(body, headers[v2binary.HEADER], model_name)
+        infer_request = await model.offload(v2binary.parse_binary, body, headers[v2binary.HEADER], model_name)
     else:
-        infer_request = v2binary.parse_json(body, model_name)
+        infer_request = await model.offload(v2binary.parse_json, body, model_name)
     response, response_headers = await dataplane.infer(
         model_name=model_name, request=infer_request, headers=headers
     )
-    encoded, encode_headers = dataplane.encode(
-        model_name=model_name, response=response, headers=headers, req_attributes={}
-    )
-    response_headers = {**response_headers, **encode_headers}
+
+    def encode() -> Response:
+        encoded, encode_headers = dataplane.encode(
+            model_name=model_name, response=response, headers=headers, req_attributes={}
+        )
+        out_headers = {**response_headers, **encode_headers}
+        out_headers.pop("content-length", None)
+        out_headers.pop("content-type", None)
+        if isinstance(encoded, bytes):
+            return Response(encoded, media_type="application/octet-stream", headers=out_headers)
+        # orjson: a mask tensor in JSON is a long list of small ints, which the stdlib encoder is slow at.
+        return Response(orjson.dumps(encoded), media_type="application/json", headers=out_headers)
+
+    return await model.offload(encode)
+
+
+@router.post("/v1/models/{model_name}:predict", tags=["V1"])
+async def predict_v1(model_name: str, request: Request, model: ModelDep, dataplane: DataPlaneDep) -> Response:
+    """KServe V1 predict; ours so that the JSON body is parsed and the answer encoded off the event loop."""
+    _check_model_name(model_name)
+    if not model.ready:
+        raise KServeModelNotReady(model_name)
+    body = await request.body()
+    headers = dict(request.headers)
+    try:
+        payload = await model.offload(orjson.loads, body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the body is not valid JSON: {e}") from e
+    result, response_headers = await dataplane.infer(model_name=model_name, request=payload, headers=headers)
     response_headers.pop("content-length", None)
     response_headers.pop("content-type", None)
-    if isinstance(encoded, bytes):
-        return Response(encoded, media_type="application/octet-stream", headers=response_headers)
-    # orjson: a mask tensor in JSON is a long list of small ints, which the stdlib encoder is slow at.
-    return Response(orjson.dumps(encoded), media_type="application/json", headers=response_headers)
+    content = await model.offload(orjson.dumps, result)
+    return Response(content, media_type="application/json", headers=response_headers)

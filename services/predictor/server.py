@@ -36,7 +36,7 @@ async def _serve(settings: Settings, model: CracksegModel) -> None:
             ModelRepositoryExtension(model_registry=app.state.dataplane.model_registry),
             kwargs={"grpc_max_send_message_length": 64 << 20, "grpc_max_receive_message_length": 64 << 20},
         )
-        servers.append(grpc.start(max_workers=settings.max_concurrent_inferences))
+        servers.append(grpc.start(max_workers=settings.max_inflight))
     await asyncio.gather(*servers)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.names import RETRAIN_THRESHOLD
@@ -38,10 +39,31 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=4)
     max_side: int = Field(12_000, ge=2)
-    tile_size: int = Field(1024, ge=32)
-    tile_overlap: int = Field(128, ge=0)
-    threads: int = Field(1, ge=1)
-    max_concurrent_inferences: int = Field(2, ge=1)
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="auto: torch on a GPU, else ONNX Runtime when the model has model.onnx, else torch",
+    )
+    tile_size: int = Field(1024, ge=32, description="largest tile side; a multiple of 2**depth")
+    tile_overlap: int | None = Field(
+        None, ge=0, description="default: the model's receptive field; smaller values are refused"
+    )
+    tile_batch: int = Field(1, ge=1, le=64, description="tiles per forward pass")
+    threads: int | None = Field(None, ge=1, description="intra-op threads; default: the CPUs usable here")
+    cpu_limit: int | None = Field(
+        None, ge=0, description="the container's CPU limit (downward API limits.cpu); 0 or unset: none"
+    )
+    max_inflight: int = Field(
+        4, ge=1, description="inference requests admitted at once; more are answered 503 before decoding"
+    )
+    retry_after_s: int = Field(1, ge=1, description="Retry-After on a 503 when the predictor is full")
+
+    @model_validator(mode="after")
+    def _tiles_fit(self) -> Settings:
+        if self.tile_overlap is not None and 2 * self.tile_overlap >= self.tile_size:
+            raise ValueError(
+                f"tile_overlap ({self.tile_overlap}) must be less than half of tile_size ({self.tile_size})"
+            )
+        return self
 
     def token(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_config
+from ml.config import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_config
 from ml.registry import MODEL_NAME, Registry, RegistryError, parse_model_uri
 from services.predictor.errors import ModelSourceError
 
@@ -26,7 +26,11 @@ class ResolvedSource:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+    """A config plus something to run: the weights (torch runtime) or the ONNX graph (either is enough here;
+    the runtime that loads the folder says which one it misses)."""
+    return (path / CONFIG_FILE).is_file() and (
+        (path / WEIGHTS_FILE).is_file() or (path / ONNX_FILE).is_file()
+    )
 
 
 def resolve_directory(path: Path, version: str | None = None) -> ResolvedSource:
@@ -35,7 +39,7 @@ def resolve_directory(path: Path, version: str | None = None) -> ResolvedSource:
         raise ModelSourceError(f"model directory {path} does not exist")
     if not _is_checkpoint(path):
         raise ModelSourceError(
-            f"{path} is not a model directory: it must hold {WEIGHTS_FILE} and {CONFIG_FILE}"
+            f"{path} is not a model directory: it must hold {CONFIG_FILE} and {ONNX_FILE} or {WEIGHTS_FILE}"
         )
     if version is None:
         try:

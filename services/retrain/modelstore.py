@@ -18,6 +18,8 @@ from services.retrain.errors import ExportError
 
 SUMS_FILE = "SHA256SUMS"
 FILES = ("model.safetensors", "config.json")
+# The ONNX graph the lean predictor runs; versions saved before ONNX exports existed lack it.
+OPTIONAL_FILES = ("model.onnx",)
 
 
 def verify_export(folder: Path) -> bool:
@@ -30,7 +32,7 @@ def verify_export(folder: Path) -> bool:
         digest, _, name = line.strip().partition("  ")
         if digest:
             expected[name] = digest
-    return set(expected) == set(FILES) and all(
+    return set(FILES) <= set(expected) <= set(FILES) | set(OPTIONAL_FILES) and all(
         (folder / name).is_file() and sha256_file(folder / name) == digest
         for name, digest in expected.items()
     )
@@ -52,6 +54,9 @@ def export_version(registry: Registry, version: str, models_dir: Path) -> Path:
             if not (source / name).is_file():
                 raise ExportError(f"version {version}: {name} missing from the registry artifacts")
             shutil.copyfile(source / name, out / name)
+        present = [*FILES, *(n for n in OPTIONAL_FILES if (source / n).is_file())]
+        for name in present[len(FILES) :]:
+            shutil.copyfile(source / name, out / name)
         config = json.loads((out / "config.json").read_text())
         weights_sha = sha256_file(out / "model.safetensors")
         if config.get("weights_sha256") not in (None, weights_sha):
@@ -62,7 +67,7 @@ def export_version(registry: Registry, version: str, models_dir: Path) -> Path:
         # The exported copy knows its registry version, so a predictor loading the folder reports it.
         config.update(version=str(version), weights_sha256=weights_sha)
         atomic_write_json(out / "config.json", config)
-        sums = "".join(f"{sha256_file(out / name)}  {name}\n" for name in FILES)
+        sums = "".join(f"{sha256_file(out / name)}  {name}\n" for name in present)
         atomic_write_bytes(out / SUMS_FILE, sums.encode())
         if not verify_export(out):
             raise ExportError(f"version {version}: export in {out} failed its own verification")

@@ -48,9 +48,12 @@ def test_dockerfile_shape(name: str) -> None:
         assert "HEALTHCHECK NONE" in final
     else:
         assert re.search(r"^HEALTHCHECK .*\n\s+CMD \[", final, re.MULTILINE)
-    if name in {"predictor", "trainer"}:
+    if name == "trainer":
         assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
         assert "--constraint /opt/torch-constraint.txt" in text, "torch is pinned before the PyPI resolution"
+    if name == "predictor":  # the lean predictor: crackseg[serve] only, and the build fails if torch got in
+        assert "TORCH" not in text and "requirements.py pyproject.toml serve >" in text
+        assert "torch must not be in the serve image" in text
 
 
 def test_ui_image_requirements_have_no_torch() -> None:
@@ -62,10 +65,12 @@ def test_ui_image_requirements_have_no_torch() -> None:
 
 def test_image_requirements_resolve_self_references() -> None:
     serve = _requirements(["serve"])
-    assert any(r.startswith("torch") for r in serve) and any(r.startswith("kserve") for r in serve)
+    assert not any(r.startswith("torch") for r in serve), "the predictor runs on ONNX Runtime, without torch"
+    assert any(r.startswith("onnxruntime") for r in serve) and any(r.startswith("kserve") for r in serve)
     assert not any(r.startswith("crackseg") for r in serve)
     trainer = _requirements(["ml", "k8s"])
     assert any(r.startswith("kubernetes") for r in trainer) and any(r.startswith("dvc") for r in trainer)
+    assert any(r.startswith("torch") for r in trainer)
     with pytest.raises(SystemExit, match="unknown extra"):
         _requirements(["nope"])
 

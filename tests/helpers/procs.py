@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from services.common import procs
-from services.common.procs import BIN, free_port, start_predictor
+from services.common.procs import BIN, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 __all__ = ["BIN", "REPO", "ManagedProcess", "free_port", "start_mlflow_server", "start_predictor"]
@@ -28,3 +29,12 @@ class ManagedProcess(procs.ManagedProcess):
 def start_mlflow_server(workdir: Path) -> tuple[str, procs.ManagedProcess]:
     """A real MLflow tracking + registry server on a free port: ``workdir/mlflow.db``, ``workdir/artifacts``."""
     return procs.start_mlflow_server(workdir)
+
+
+def start_predictor(
+    model: Path | str, log_path: Path, env: dict[str, str] | None = None, timeout: float = 180.0
+) -> tuple[str, procs.ManagedProcess]:
+    """``services.common.procs.start_predictor``; ``$CRACKSEG_PREDICTOR_BIN`` picks another install's
+    ``crackseg`` (the lean ``crackseg[serve]`` venv of ``make test-lean``), so the same server tests run on it."""
+    binary = os.environ.get("CRACKSEG_PREDICTOR_BIN") or None
+    return procs.start_predictor(model, log_path, env, timeout, binary=binary)

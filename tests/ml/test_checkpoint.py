@@ -3,7 +3,15 @@ import json
 import pytest
 import torch
 
-from ml.checkpoint import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_model, read_config, save_model
+from ml.checkpoint import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    load_model,
+    read_config,
+    save_model,
+)
 from ml.models import create_model
 
 torch.set_num_threads(1)
@@ -28,9 +36,9 @@ def test_round_trip_restores_identical_outputs(tmp_path):
     assert not loaded.module.training
 
 
-def test_files_are_safetensors_and_json_only(tmp_path):
+def test_files_are_safetensors_onnx_and_json_only(tmp_path):
     save_model(_tiny(), ModelConfig(base_width=4, depth=2), tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE]
     assert json.loads((tmp_path / "m" / CONFIG_FILE).read_text())["arch"] == "attention_unet"
 
 
@@ -56,7 +64,7 @@ def test_architecture_mismatch_is_a_clear_error(tmp_path):
     config = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
     config["base_width"] = 8
     (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="cannot be loaded into"):
         load_model(tmp_path / "m")
 
 
@@ -71,3 +79,11 @@ def test_missing_files_name_the_path(tmp_path):
 def test_threshold_must_be_a_probability():
     with pytest.raises(ValueError):
         ModelConfig(threshold=1.5)
+
+
+def test_truncated_weights_are_a_value_error_naming_the_file(tmp_path):
+    save_model(_tiny(), ModelConfig(base_width=4, depth=2), tmp_path / "m")
+    weights = tmp_path / "m" / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=WEIGHTS_FILE):
+        load_model(tmp_path / "m", verify=False)  # past the checksum: safetensors' own error is mapped too

@@ -37,7 +37,7 @@ def settings(tiny_model_dir: Path, tmp_path: Path):  # type: ignore[no-untyped-d
         max_pixels=1_000_000,
         max_side=2000,
         tile_size=256,
-        tile_overlap=32,
+        threads=1,
     )
 
 

@@ -21,7 +21,13 @@ def _decode_png(data: bytes) -> np.ndarray:
 
 
 def test_ping_reports_ready_and_version(client) -> None:  # type: ignore[no-untyped-def]
-    assert client.get("/ping").json() == {"status": "ok", "ready": True, "model_version": "1"}
+    assert client.get("/ping").json() == {
+        "status": "ok",
+        "ready": True,
+        "model_version": "1",
+        "runtime": "onnx",
+        "threads": 1,
+    }
 
 
 def test_predict_json(client, jpeg: bytes) -> None:  # type: ignore[no-untyped-def]

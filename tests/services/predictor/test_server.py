@@ -64,7 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "CRACKSEG_MODEL_VERSION": "1",
         "CRACKSEG_API_TOKEN": TOKEN,
         "CRACKSEG_THREADS": "1",
-        "CRACKSEG_MAX_CONCURRENT_INFERENCES": "2",
+        "CRACKSEG_MAX_INFLIGHT": "8",
         "CRACKSEG_MAX_BODY_BYTES": str(MAX_BODY),
         "CRACKSEG_MAX_SIDE": str(MAX_SIDE),
         "CRACKSEG_MAX_PIXELS": "1000000",
@@ -82,7 +82,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_every_endpoint_over_the_wire(server: Server) -> None:
     jpg = jpeg_bytes(480, 320)
     with httpx.Client(base_url=server.url, timeout=60) as c:
-        assert c.get("/ping").json() == {"status": "ok", "ready": True, "model_version": "1"}
+        assert c.get("/ping").json() == {
+            "status": "ok",
+            "ready": True,
+            "model_version": "1",
+            "runtime": "onnx",
+            "threads": 1,
+        }
         assert c.get("/v2/health/live").status_code == 200
         assert c.get("/v2/models/crackseg").json()["versions"] == ["1"]
         assert c.get("/v2/models/crackseg/ready").json()["ready"] is True

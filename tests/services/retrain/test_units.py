@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,23 @@ def test_unwritable_work_dir_is_a_clear_error(tmp_path: Path) -> None:
     run = RetrainRun(settings, Registry("http://127.0.0.1:9"), None)
     with pytest.raises(ConfigError, match="CRACKSEG_RETRAIN_WORK_DIR"):
         run.execute("crackseg-retrain-000000000000")
+
+
+def test_export_carries_the_onnx_graph_and_checks_it(tmp_path: Path) -> None:
+    from services.retrain.modelstore import export_version
+
+    source = tmp_path / "artifacts"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"weights")
+    (source / "config.json").write_text(json.dumps({}))
+    (source / "model.onnx").write_bytes(b"graph")
+
+    class Registry:
+        def download(self, version: str, dst: Path) -> Path:
+            shutil.copytree(source, dst, dirs_exist_ok=True)
+            return dst
+
+    out = export_version(Registry(), "5", tmp_path / "models")  # type: ignore[arg-type]
+    assert (out / "model.onnx").read_bytes() == b"graph" and verify_export(out)
+    (out / "model.onnx").write_bytes(b"tampered")
+    assert not verify_export(out)
