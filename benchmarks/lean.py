@@ -161,7 +161,7 @@ def main() -> None:
         "--reuse", action="store_true", help="measure an existing venv instead of rebuilding it"
     )
     parser.add_argument("--python", default=getattr(sys, "_base_executable", sys.executable))
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "starter")
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--image", help="also measure this predictor image (needs a Docker engine)")
     parser.add_argument("--docker", default=os.environ.get("DOCKER", "docker"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")

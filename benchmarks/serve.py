@@ -11,7 +11,7 @@ Measures, in one run on this machine:
 Photos are real DeepCrack training photos resized to each size when ``$CRACKSEG_DATASETS`` has them, else synthetic
 cracks. Writes ``benchmarks/results/serve-<UTC time>.json`` and ``.md``.
 
-    python benchmarks/serve.py [--model models/starter] [--requests 32] [--skip-seed]
+    python benchmarks/serve.py [--model models/default] [--requests 32] [--skip-seed]
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "starter")
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level (544×384)")
     parser.add_argument("--skip-seed", action="store_true", help="do not measure the base-64 eager forward")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")

@@ -2,7 +2,7 @@
 # Build from the repository root:
 #   docker build -f docker/predictor.Dockerfile -t crackseg-predictor .
 # Build arguments: BASE_IMAGE (any Debian-based Python 3.11 image), PYPI_INDEX_URL, MODEL_DIR (a model folder
-# with config.json and model.onnx, copied to /opt/crackseg/models/starter).
+# with config.json and model.onnx, copied to /opt/crackseg/models/default).
 # The image installs crackseg[serve] only; CRACKSEG_RUNTIME=torch needs crackseg[train] and a bigger image.
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -34,7 +34,7 @@ RUN --mount=type=secret,id=pip_ca --mount=type=cache,target=/root/.cache/pip \
 # each start would double the start → ready time.
 # The model is copied here, not in the final stage, to make it world-readable whatever its modes on the host
 # (checkpoints are written 0600): the container runs as another user than the one that built it.
-ARG MODEL_DIR=models/starter
+ARG MODEL_DIR=models/default
 COPY ${MODEL_DIR} /model
 RUN chmod -R a+rX,go-w /model
 
@@ -45,14 +45,14 @@ LABEL org.opencontainers.image.title="crackseg-predictor" \
 RUN groupadd --gid 10001 crackseg \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin crackseg
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /model /opt/crackseg/models/starter
+COPY --from=build /model /opt/crackseg/models/default
 # HOME and every cache point at /tmp: the root filesystem is read-only in Kubernetes.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     OMP_WAIT_POLICY=PASSIVE \
-    CRACKSEG_MODEL_SOURCE=/opt/crackseg/models/starter \
+    CRACKSEG_MODEL_SOURCE=/opt/crackseg/models/default \
     CRACKSEG_RUNTIME=onnx \
     CRACKSEG_MODEL_CACHE_DIR=/tmp/model-cache \
     CRACKSEG_FEEDBACK_DIR=/data/feedback \
@@ -63,4 +63,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=4)"]
 ENTRYPOINT ["crackseg"]
-CMD ["serve", "--model", "/opt/crackseg/models/starter", "--port", "8000"]
+CMD ["serve", "--model", "/opt/crackseg/models/default", "--port", "8000"]

@@ -1,5 +1,5 @@
 # The predictor: `make serve` runs it locally, `make bench-serve` measures it end to end.
-SERVE_MODEL ?= models/starter
+SERVE_MODEL ?= models/default
 SERVE_PORT ?= 8000
 
 .PHONY: serve bench-serve test-predictor test-lean bench-lean

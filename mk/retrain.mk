@@ -6,7 +6,7 @@ loop-demo: install ## run the local loop with real processes; prints the served 
 
 # The held-out-domain proxy (services/retrain/proxy.py): a champion trained without CrackForest, CFD train-split
 # photos as feedback, CFD val as eval, DeepCrack train/val as base; three retrain seeds, mean ± std.
-LOOP_CHAMPION ?= models/starter
+LOOP_CHAMPION ?= models/proxy-no-crackforest
 CRACKSEG_DATASETS ?= data
 loop-bench: install ## one retrain on a held-out domain's feedback, before/after, 3 seeds (LOOP_CHAMPION=model dir)
 	OMP_WAIT_POLICY=PASSIVE CRACKSEG_DATASETS=$(CRACKSEG_DATASETS) $(PY) -m services.retrain.proxy --champion $(LOOP_CHAMPION)

@@ -38,13 +38,13 @@ fi
 base="${BASE_IMAGE:-python:3.11-slim}"
 
 # The predictor needs a model folder in the build context: the starter model, or a tiny random one for tests.
-model_dir=models/starter
-if [[ ! -f models/starter/config.json ]]; then
+model_dir=models/default
+if [[ ! -f models/default/config.json ]]; then
   model_dir=build/images/test-model
 fi
 make_test_model() {
-  [[ "$model_dir" == models/starter || -f "$model_dir/config.json" ]] && return 0
-  echo "models/starter is absent: baking a tiny random model ($model_dir) into the predictor image"
+  [[ "$model_dir" == models/default || -f "$model_dir/config.json" ]] && return 0
+  echo "models/default is absent: baking a tiny random model ($model_dir) into the predictor image"
   if [[ -x .venv/bin/python ]]; then
     .venv/bin/python scripts/tiny_model.py "$model_dir"
   else

@@ -8,7 +8,7 @@ from typing import Annotated, cast
 
 import typer
 
-DEFAULT_MODEL = "models/starter"
+DEFAULT_MODEL = "models/default"
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tenacity
 
-from ml.checkpoint import ModelConfig, read_config
+from ml.config import ModelConfig, read_config
 from ml.registry import MODEL_NAME, Registry, RegistryError
 
 PROMOTED = "promoted"  # the status tag of a version that passed the gate (services/retrain/run.py)
@@ -50,7 +50,7 @@ def _register_starter(registry: Registry, starter_dir: Path) -> str:
         "parent_version": "",
         "feedback_count": "0",
         "status": PROMOTED,
-        "origin": "starter",
+        "origin": "shipped",
         # Its validation metrics (val_*) and any evaluation numbers in its config; the first retraining run adds
         # the champion's evaluation on the fixed set (services/retrain/run.py).
         **{k: f"{v:.4f}" for k, v in config.metrics.items()},
@@ -67,7 +67,7 @@ def _log_starter(tracking_uri: str, starter_dir: Path, config: ModelConfig) -> s
     with mlflow.start_run(run_name="starter-model") as run:
         mlflow.log_artifacts(str(starter_dir), artifact_path="model")
         mlflow.log_params(
-            {"source": "models/starter", "base_width": config.base_width, "depth": config.depth}
+            {"source": str(starter_dir), "base_width": config.base_width, "depth": config.depth}
         )
         if config.metrics:
             mlflow.log_metrics(config.metrics)

@@ -24,7 +24,8 @@ class UpSettings(BaseSettings):
     retrain_threshold: int = Field(
         RETRAIN_THRESHOLD, ge=1, description="labelled feedback that starts a retraining run"
     )
-    starter_model: Path = Path("models/starter")
+    # The model registered as version 1 (alias champion) on a fresh registry; models/starter is the licence-clean one.
+    initial_model: Path = Path("models/default")
     prometheus_config: Path = Path("monitoring/prometheus.yml")
     base_data: Path | None = Field(
         None, description="base training dataset for retraining (default: synthetic)"

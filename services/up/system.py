@@ -202,7 +202,7 @@ class LocalSystem:
         """Register the starter model as version 1 with alias ``champion`` when the registry is empty."""
         from services.up.bootstrap import ensure_champion
 
-        version = ensure_champion(self.s.url(self.s.mlflow_port), self.s.starter_model)
+        version = ensure_champion(self.s.url(self.s.mlflow_port), self.s.initial_model)
         self.echo(f"  registry    champion is crackseg version {version}")
 
     def print_welcome(self, has_prometheus: bool) -> None:

@@ -140,7 +140,7 @@ def test_item7_the_served_version_pointer_lives_with_the_models() -> None:
     env = _predictor_env(objects)
     assert env["CRACKSEG_MODEL_SOURCE"] == "models:/crackseg@champion"
     values = (CHART / "values.yaml").read_text()
-    assert "/opt/crackseg/models/starter\n" not in values.split("bootstrap:")[0]
+    assert "/opt/crackseg/models/default\n" not in values.split("bootstrap:")[0]
     pod = _pod(next(r.obj for r in objects if r.kind == "Deployment" and r.name == "crackseg-predictor"))
     (init,) = pod["initContainers"]
     assert "ensure_champion" in init["args"][0] and init["args"][1] == env["MLFLOW_TRACKING_URI"]

@@ -89,12 +89,12 @@ def test_dockerignore_keeps_the_context_small() -> None:
 
 def test_model_dir_argument_points_into_the_context() -> None:
     text = DOCKERFILES["predictor"].read_text()
-    assert "ARG MODEL_DIR=models/starter" in text
+    assert "ARG MODEL_DIR=models/default" in text
     assert (
-        "COPY ${MODEL_DIR} /model" in text and "COPY --from=build /model /opt/crackseg/models/starter" in text
+        "COPY ${MODEL_DIR} /model" in text and "COPY --from=build /model /opt/crackseg/models/default" in text
     )
     ignore = (REPO / ".dockerignore").read_text()
-    assert "!models/starter/**" in ignore and "!build/images/test-model/**" in ignore
+    assert "!models/default/**" in ignore and "!build/images/test-model/**" in ignore
     assert Path(REPO / "scripts" / "tiny_model.py").is_file()
 
 

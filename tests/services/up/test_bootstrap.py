@@ -30,7 +30,7 @@ def test_bootstrap_never_makes_a_rejected_version_champion(
     """Issue 14 item 3: the old bootstrap put the alias on the newest version, whatever the gate had said."""
     registry = Registry(private_mlflow_server)
     starter = ensure_champion(private_mlflow_server, STARTER)  # empty registry: the starter is version 1
-    assert registry.get(starter).tags["origin"] == "starter"
+    assert registry.get(starter).tags["origin"] == "shipped"
     assert ensure_champion(private_mlflow_server, STARTER) == starter  # idempotent
 
     promoted = _log_version(registry, tmp_path, "promoted")
@@ -43,7 +43,7 @@ def test_bootstrap_never_makes_a_rejected_version_champion(
     registry.set_tags(starter, {"status": "rolled-back"})
     registry.set_champion(None)
     fresh = ensure_champion(private_mlflow_server, STARTER)  # nothing eligible: the shipped default again
-    assert int(fresh) > 4 and registry.get(fresh).tags["origin"] == "starter"
+    assert int(fresh) > 4 and registry.get(fresh).tags["origin"] == "shipped"
     assert registry.champion().version == fresh  # type: ignore[union-attr]
 
 
