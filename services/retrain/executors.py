@@ -125,6 +125,26 @@ def launch_refusal(journal_dir: Path, run_name: str) -> LaunchResult | None:
     )
 
 
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of the live (non-zombie) processes in process group ``pgid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _is_retrain_run(pid: int) -> bool:
+    """``pid`` is alive, leads its own group (as a launched run does) and runs ``retrain run``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"retrain\x00run" in cmdline and pid in _live_group_members(pid)
+
+
 def stop_active_run(journal_dir: Path, timeout: float = 30.0) -> int | None:
     """Stop the local run that holds the lock, with its whole process group; returns its PID (None: none ran).
 
@@ -134,9 +154,11 @@ def stop_active_run(journal_dir: Path, timeout: float = 30.0) -> int | None:
     """
     fd = os.open(_lock_path(journal_dir), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if _try_lock(fd):
-            return None
         pid = _read_active(journal_dir).get("pid")
+        # A free lock alone does not mean no run: between two attempts of its in-process retries a run can be
+        # waiting (backing off) without the lock. Its process group still lives; stop it all the same.
+        if _try_lock(fd) and not (isinstance(pid, int) and _is_retrain_run(pid)):
+            return None
         if not isinstance(pid, int):
             raise AlreadyRunningError(f"a run holds {journal_dir / '.run.lock'} but active.json names no pid")
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
@@ -144,7 +166,9 @@ def stop_active_run(journal_dir: Path, timeout: float = 30.0) -> int | None:
                 os.killpg(pid, sig)  # the run leads its own session: its group id is its pid
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                if _try_lock(fd):
+                # Done when the run let go of the lock AND no process of its group lives on (its children get
+                # the same signal but may take longer to exit than the run itself).
+                if _try_lock(fd) and not _live_group_members(pid):
                     events.emit("run_stopped", run=_read_active(journal_dir).get("run"), pid=pid)
                     return pid
                 time.sleep(0.1)
