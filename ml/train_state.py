@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +22,13 @@ def save_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    from ml.fsutil import atomic_write_json
+    from ml.fsutil import atomic_dir, atomic_write_json
 
-    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", dir=ckpt_dir.parent))
-    try:
+    with atomic_dir(ckpt_dir) as staging:
         save_file(last, str(staging / "last.safetensors"))
         save_file(best, str(staging / "best.safetensors"))
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         atomic_write_json(staging / STATE_FILE, state)
-        old = ckpt_dir.with_name(f".{ckpt_dir.name}.old-{os.getpid()}")
-        if ckpt_dir.exists():
-            os.replace(ckpt_dir, old)
-        os.replace(staging, ckpt_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_checkpoint(
