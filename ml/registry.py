@@ -255,6 +255,9 @@ class Registry:
                     f"version {version} of {self.name} lacks {' or '.join(CHECKPOINT_FILES)}: "
                     "not a crackseg checkpoint"
                 )
-            for name in CHECKPOINT_FILES:
-                shutil.copyfile(downloaded / name, staging / name)
+            # Every file of the version's folder: the weights and config, and the model.onnx the lean (torch-free)
+            # predictor serves, plus its model card.
+            for item in downloaded.iterdir():
+                if item.is_file():
+                    shutil.copyfile(item, staging / item.name)
         return target

@@ -42,6 +42,7 @@ def test_eval_and_predictor_share_one_cache_layout(private_mlflow_server: str, t
     checkpoint.mkdir()
     (checkpoint / "model.safetensors").write_bytes(b"weights")
     (checkpoint / "config.json").write_text(json.dumps({"base_width": 4}))
+    (checkpoint / "model.onnx").write_bytes(b"graph")  # what the lean predictor serves
     mlflow.set_tracking_uri(private_mlflow_server)
     mlflow.set_experiment("registry-client")
     with mlflow.start_run() as run:
@@ -58,6 +59,7 @@ def test_eval_and_predictor_share_one_cache_layout(private_mlflow_server: str, t
     assert by_eval == by_predictor.path == cache / "crackseg" / f"v{version}"
     assert sorted(p.name for p in (cache / "crackseg").iterdir()) == [f"v{version}"]
     assert (by_eval / "model.safetensors").read_bytes() == b"weights"
+    assert (by_eval / "model.onnx").read_bytes() == b"graph"  # the cache keeps every file of the version
 
     with pytest.raises(RegistryError, match="no such alias"):
         registry.resolve("models:/crackseg@nobody")
