@@ -200,7 +200,9 @@ def _deploy(tmp_path: Path, content: str) -> list[str]:
         (bin_dir / tool).write_text(FAKE_TOOL)
         (bin_dir / tool).chmod(0o755)
     log = tmp_path / f"log-{content}"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log), "CONTENT": content}
+    # `make` exports DOCKER (mk/k8s.mk): drop the tool overrides so deploy.sh finds the fakes on PATH.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("DOCKER", "KIND", "HELM")}
+    env = {**inherited, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log), "CONTENT": content}
     subprocess.run(
         [str(REPO / "scripts" / "deploy.sh")], env=env, check=True, capture_output=True, timeout=60
     )

@@ -44,6 +44,7 @@ def test_train_logs_and_registers(
     assert {a.path for a in client.list_artifacts(result.run_id, "model")} == {
         "model/config.json",
         "model/model.safetensors",
+        "model/model.onnx",  # every registered version carries what the lean predictor serves
     }
     assert {a.path for a in client.list_artifacts(result.run_id, "plots")} == {"plots/pr_curve.png"}
     assert len(client.list_artifacts(result.run_id, "overlays")) == 2
