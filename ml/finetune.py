@@ -313,6 +313,7 @@ def finetune(
     from ml.losses import SegmentationLoss
     from ml.tracking import open_tracker, resolve_tracking_uri
     from ml.train import pick_device
+    from ml.train_loop import optimizer_step
 
     if not feedback:
         raise ValueError("fine-tuning needs at least one labelled feedback image")
@@ -369,21 +370,20 @@ def finetune(
         ):
             x = normalise(images.to(device), config.mean, config.std)  # (B, 3, c, c)
             y = masks.to(device)  # (B, 1, c, c)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss became {loss.item()} at step {step}: lower lr")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.item()))
+            losses.append(
+                optimizer_step(
+                    model,
+                    x,
+                    y,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    criterion=criterion,
+                    device=device,
+                    amp_dtype=amp_dtype,
+                    scaler=scaler,
+                    where=f"fine-tuning step {step}",
+                )
+            )
             if step % 10 == 0 or step == steps:
                 tracker.log_metrics({"train_loss": float(np.mean(losses[-10:]))}, step=step)
                 log.info("fine-tune step %d/%d: loss %.4f", step, steps, np.mean(losses[-10:]))

@@ -55,6 +55,45 @@ def epoch_loader(
     )
 
 
+def optimizer_step(
+    model: Any,
+    images: Any,
+    masks: Any,
+    *,
+    optimizer: Any,
+    scheduler: Any,
+    criterion: Any,
+    device: Any,
+    amp_dtype: Any,
+    scaler: Any,
+    where: str,
+) -> float:
+    """One optimisation step on a normalised batch (autocast + GradScaler on CUDA); returns the loss.
+
+    Raises:
+        FloatingPointError: the loss is not finite (``where`` says which epoch or step).
+    """
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(
+        device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+    ):
+        logits = model(images)
+    loss = criterion(logits.float(), masks)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} ({where}): lower lr")
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+    return float(loss.item())
+
+
 def fit_epoch(
     model: Any,
     loader: Any,
@@ -84,23 +123,20 @@ def fit_epoch(
         masks = masks.to(device, non_blocking=True)  # (B, 1, crop, crop)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
-            logits = model(images)
-        loss = criterion(logits.float(), masks)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} ({desc}): lower lr")
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
+        losses.append(
+            optimizer_step(
+                model,
+                images,
+                masks,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                criterion=criterion,
+                device=device,
+                amp_dtype=amp_dtype,
+                scaler=scaler,
+                where=desc,
+            )
+        )
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     bar.close()
     return float(np.mean(losses))
