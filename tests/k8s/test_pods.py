@@ -40,13 +40,15 @@ VALUES: dict[str, Any] = {
     "datasets": {"seed": {"baseImages": 12, "evalImages": 4, "height": 128, "width": 160}},
     "retrain": {
         "job": {
-            # A tiny budget and a tolerance that always promotes: this checks the pod specs, not the model.
+            # A tiny budget and a gate that always promotes: this checks the pod specs, not the model.
             "params": {
                 "epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "crop_size": 64, "train_split": None,
                 "val_fraction": 0.25, "amp": False, "device": "cpu",
             },
             "extraEnv": [
                 {"name": "CRACKSEG_RETRAIN_TOLERANCE", "value": "1"},
+                # The gate's held-back-feedback condition too: a 2-step challenger never beats models/default.
+                {"name": "CRACKSEG_RETRAIN_MIN_GAIN", "value": "-1"},
                 {"name": "CRACKSEG_EVAL_SPLIT", "value": ""},
             ],
         }
