@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.argv, _ARGV = sys.argv[:1], sys.argv  # KServe (imported below via tests.helpers) parses sys.argv
 
+from ml.bench import cpu_name  # noqa: E402
 from tests.helpers.procs import start_predictor  # noqa: E402
 
 SIZES = {"544x384": (544, 384), "1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
@@ -160,16 +160,6 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -139,12 +139,12 @@ def finalize(
         fixed_thresholds=(0.5,),
         ids=[p.id for p in val_pairs],
     )
-    threshold = sw.curve.ods().threshold
-    sw_served = sweep(
-        loaded.module, val, mean=config.mean, std=config.std, fixed_thresholds=(0.5, threshold), ids=sw.ids
-    )
+    ods = sw.curve.ods()
+    threshold = ods.threshold
+    # The served threshold is a grid value, so its per-image counts are the curve's own: no second pass.
+    sw.fixed[threshold] = sw.curve.stats_at(ods.index)
     report = report_from_sweep(
-        sw_served,
+        sw,
         model=str(model_dir),
         model_version=None,
         model_threshold=threshold,

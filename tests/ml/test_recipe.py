@@ -63,6 +63,8 @@ def test_one_seed_trains_calibrates_and_reports(tiny_world, tmp_path: Path) -> N
         "val_ece_after",
     ):
         assert 0.0 <= summary["metrics"][key] <= 1.0, key
+    # The served threshold is the P1 threshold, so F1 there is P1 exactly (one validation pass gives both).
+    assert summary["metrics"]["val_f1_at_threshold"] == pytest.approx(summary["metrics"]["val_p1"])
     # Platt scaling never makes the fitted pixels worse calibrated than before.
     assert summary["metrics"]["val_ece_after"] <= summary["metrics"]["val_ece_before"] + 1e-9
     config = json.loads((tmp_path / "s3" / "model" / "config.json").read_text())
