@@ -1,75 +1,51 @@
-"""The one client of the MLflow model registry: names, ``models:/`` URIs, versions, tags, aliases, downloads.
+"""The MLflow model registry: names, ``models:/`` URIs, versions, tags, aliases, downloads.
 
-Every component that touches the registry (training, evaluation, the predictor, the retraining loop, ``crackseg
-up``) goes through :class:`Registry`; only the Streamlit UI reads the registry over REST on its own, because its
-image has neither mlflow nor the ML core. MLflow is imported lazily, so importing this module is cheap and
-torch-free.
+Training, evaluation, the retraining loop and ``crackseg up`` go through :class:`Registry` (the mlflow client,
+imported lazily, so importing this module is cheap and torch-free). The processes that do not carry the mlflow
+package read over MLflow's REST API instead: the lean predictor resolves and downloads versions through
+:class:`ml.registry_rest.RegistryReader`, and the Streamlit UI lists versions through ``services.ui.registry``
+(both on :class:`ml.mlflow_rest.MlflowRest`).
 
-The download cache has one layout, shared by the predictor and ``crackseg eval``:
-``<cache_dir>/<model name>/v<N>/`` holding ``model.safetensors`` + ``config.json``, built with
-:func:`ml.fsutil.atomic_dir` (renamed into place whole).
+The download cache has one layout, shared by the predictor and ``crackseg eval``: ``<cache_dir>/<model name>/v<N>/``
+holding every file of the version (``config.json``, ``model.safetensors``, ``model.onnx`` …), filled by
+:func:`fill_cache` (renamed into place whole).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ml.fsutil import atomic_dir
 from ml.names import CHAMPION_ALIAS, CHAMPION_URI, MODEL_NAME
-
-__all__ = ["CHAMPION_ALIAS", "CHAMPION_URI", "MODEL_NAME", "Registry", "RegistryError", "parse_model_uri"]
-CHECKPOINT_FILES = ("model.safetensors", "config.json")
-_MODEL_URI = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$"
+from ml.registry_common import (
+    ModelUri,
+    RegistryError,
+    VersionInfo,
+    fill_cache,
+    is_model_uri,
+    parse_model_uri,
 )
+
+__all__ = [
+    "CHAMPION_ALIAS",
+    "CHAMPION_URI",
+    "MODEL_NAME",
+    "ModelUri",
+    "Registry",
+    "RegistryError",
+    "VersionInfo",
+    "fill_cache",
+    "is_model_uri",
+    "parse_model_uri",
+]
+CHECKPOINT_FILES = ("model.safetensors", "config.json")
 # Error codes MLflow answers for "no such model / version / alias".
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
-class RegistryError(RuntimeError):
-    """A registry operation failed or the registry is not in the state needed; the message names URI and model."""
-
-    exit_code = 1
-
-
-@dataclass(frozen=True)
-class ModelUri:
-    """A parsed ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``: exactly one of version and alias is set."""
-
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-
-def is_model_uri(value: str | os.PathLike[str]) -> bool:
-    return str(value).startswith("models:/")
-
-
-def parse_model_uri(uri: str) -> ModelUri:
-    """Parse a registry URI; raises ``ValueError`` saying which forms are accepted."""
-    match = _MODEL_URI.match(uri)
-    if not match:
-        raise ValueError(f"{uri!r} is not a model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
-    return ModelUri(match["name"], match["version"], match["alias"])
-
-
 def is_checkpoint(path: Path) -> bool:
     return all((path / name).is_file() for name in CHECKPOINT_FILES)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    version: str
-    run_id: str | None
-    tags: dict[str, str]
-    source: str | None = None
 
 
 class Registry:
@@ -241,23 +217,9 @@ class Registry:
 
     def cached(self, version: str, cache_dir: Path) -> Path:
         """``<cache_dir>/<name>/v<version>``, downloaded once and renamed into place whole (race- and crash-safe)."""
-        target = cache_dir / self.name / f"v{version}"
-        if is_checkpoint(target):
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            tempfile.TemporaryDirectory(prefix=f".v{version}.download.", dir=target.parent) as download,
-            atomic_dir(target) as staging,
-        ):
-            downloaded = self.download(version, Path(download))
-            if not is_checkpoint(downloaded):
-                raise RegistryError(
-                    f"version {version} of {self.name} lacks {' or '.join(CHECKPOINT_FILES)}: "
-                    "not a crackseg checkpoint"
-                )
-            # Every file of the version's folder: the weights and config, and the model.onnx the lean (torch-free)
-            # predictor serves, plus its model card.
-            for item in downloaded.iterdir():
-                if item.is_file():
-                    shutil.copyfile(item, staging / item.name)
-        return target
+        return fill_cache(
+            cache_dir / self.name / f"v{version}",
+            lambda into: self.download(version, into),
+            is_checkpoint,
+            f"version {version} of {self.name} lacks {' or '.join(CHECKPOINT_FILES)}: not a crackseg checkpoint",
+        )

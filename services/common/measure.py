@@ -1,13 +1,13 @@
 """Per-crack geometry of a binary crack mask: length along the skeleton, width, branch points, orientation.
 
-Pure numpy + scipy + scikit-image (no torch): the predictor, the batch command and the UI (which re-thresholds
+Pure numpy + scipy (no torch, no scikit-image): the predictor, the batch command and the UI (which re-thresholds
 the probability map in the browser session) all measure with this one module.
 
 How each number is defined (all in pixels of the mask; :mod:`services.common.crackstats` converts to mm):
 
 - **crack**: one 8-connected region of the mask whose length is at least ``min_length_px`` (shorter specks
   are noise). Ids count from 1, longest first.
-- **length**: the skeleton (``skimage.morphology.skeletonize``) measured pixel by pixel along its local
+- **length**: the skeleton (:func:`services.common.thinning.thin`, Lee's thinning) measured pixel by pixel along its local
   direction: a skeleton pixel whose tangent makes angle θ with the pixel grid stands for
   ``1 / max(|cos θ|, |sin θ|)`` pixels of length, so a straight run at any angle measures its true length instead
   of the 8-chain's up to 8 % over-count, and a 2×2 staircase corner is not counted twice. The tangent comes from
@@ -38,7 +38,8 @@ from typing import Literal
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import skeletonize
+
+from services.common.thinning import thin
 
 Orientation = Literal["longitudinal", "transverse", "diagonal", "network"]
 ORIENTATIONS: tuple[str, ...] = ("longitudinal", "transverse", "diagonal", "network")
@@ -118,7 +119,7 @@ def measure(mask: np.ndarray, min_length_px: float = MIN_LENGTH_PX) -> Measureme
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     y0, x0 = int(rows[0]), int(cols[0])
     crop = np.pad(mask[y0 : rows[-1] + 1, x0 : cols[-1] + 1], 1)
-    skeleton = skeletonize(crop, method="lee").astype(bool)
+    skeleton = thin(crop)
     distance = ndimage.distance_transform_edt(crop).astype(np.float32)
     neighbours = _neighbour_count(skeleton)
     theta = _tangent(skeleton)

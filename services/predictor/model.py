@@ -31,7 +31,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from ml.cpus import usable_cpus
 from ml.data.imageio import encode_png
-from ml.registry import MODEL_NAME
+from ml.names import MODEL_NAME
 from ml.segmenter import TiledSegmenter, open_segmenter
 from services.predictor import metrics
 from services.predictor.decode import DecodedImage, Limits, decode_image, sniff

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ml.registry import MODEL_NAME
+from ml.names import MODEL_NAME
 from services.common.feedback import VERDICTS, FeedbackStats
 from services.predictor import metrics, render, sources, v2binary
 from services.predictor.decode import decode_image, decode_mask

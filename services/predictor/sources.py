@@ -1,7 +1,8 @@
 """Resolving a model source to a local checkpoint directory and the version it serves.
 
 Sources: a checkpoint directory, ``models:/<name>/<N>`` or ``models:/<name>@<alias>`` (resolved through the MLflow
-registry and downloaded once into the cache), or a bare version number (``$CRACKSEG_MODELS_DIR/v<N>`` when the
+server's REST API, :class:`ml.registry_rest.RegistryReader`, so the lean predictor needs no mlflow package, and
+downloaded once into the cache), or a bare version number (``$CRACKSEG_MODELS_DIR/v<N>`` when the
 retrain job exported it there, else ``models:/crackseg/<N>``).
 """
 
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml.config import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_config
-from ml.registry import MODEL_NAME, Registry, RegistryError, parse_model_uri
+from ml.names import MODEL_NAME
+from ml.registry_common import RegistryError, parse_model_uri
+from ml.registry_rest import RegistryReader, is_servable
 from services.predictor.errors import ModelSourceError
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -25,12 +28,9 @@ class ResolvedSource:
     source: str
 
 
-def _is_checkpoint(path: Path) -> bool:
-    """A config plus something to run: the weights (torch runtime) or the ONNX graph (either is enough here;
-    the runtime that loads the folder says which one it misses)."""
-    return (path / CONFIG_FILE).is_file() and (
-        (path / WEIGHTS_FILE).is_file() or (path / ONNX_FILE).is_file()
-    )
+# A config plus something to run: the weights (torch runtime) or the ONNX graph (either is enough here; the
+# runtime that loads the folder says which one it misses).
+_is_checkpoint = is_servable
 
 
 def resolve_directory(path: Path, version: str | None = None) -> ResolvedSource:
@@ -70,15 +70,23 @@ def resolve_registry(uri: str, cache_dir: Path, tracking_uri: str) -> ResolvedSo
         raise ModelSourceError(
             f"bad model URI {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>"
         ) from e
-    registry = Registry(tracking_uri, parsed.name)
     try:
-        version = registry.resolve(uri).version
+        registry = RegistryReader(tracking_uri, parsed.name)
     except RegistryError as e:
-        raise ModelSourceError(f"cannot resolve {uri} in the MLflow registry at {tracking_uri}: {e}") from e
+        raise ModelSourceError(f"cannot read {uri}: {e}") from e
     try:
-        target = registry.cached(version, cache_dir)
-    except RegistryError as e:
-        raise ModelSourceError(f"cannot download {uri} (version {version}): {e}") from e
+        try:
+            version = registry.resolve(uri).version
+        except RegistryError as e:
+            raise ModelSourceError(
+                f"cannot resolve {uri} in the MLflow registry at {tracking_uri}: {e}"
+            ) from e
+        try:
+            target = registry.cached(version, cache_dir)
+        except RegistryError as e:
+            raise ModelSourceError(f"cannot download {uri} (version {version}): {e}") from e
+    finally:
+        registry.close()
     return ResolvedSource(path=target, version=version, source=uri)
 
 

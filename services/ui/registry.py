@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ml.mlflow_rest import MlflowRest, MlflowRestError, MlflowUnavailable
 from ml.names import CHAMPION_ALIAS, MODEL_NAME
 from services.ui.settings import UISettings
 
@@ -24,16 +25,9 @@ CHAMPION = CHAMPION_ALIAS
 MAX_VERSIONS = 200
 
 
-class RegistryError(Exception):
-    """Reading the registry failed; ``message`` is meant for the person using the UI."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class RegistryUnavailable(RegistryError):
-    """The MLflow server could not be reached or is not healthy."""
+# Reading the registry failed (``message`` is meant for the person using the UI); the server was not reachable.
+RegistryError = MlflowRestError
+RegistryUnavailable = MlflowUnavailable
 
 
 @dataclass(frozen=True)
@@ -147,15 +141,14 @@ class RegistryClient:
     ) -> None:
         self.tracking_uri = tracking_uri.rstrip("/")
         self.model_name = model_name
-        self.retries = retries
-        self.backoff = backoff
-        self._sleep = sleep
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=self.tracking_uri,
-            timeout=httpx.Timeout(timeout, connect=3.0),
-            headers=headers,
+        self._rest = MlflowRest(
+            self.tracking_uri,
+            token=token,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
             transport=transport,
+            sleep=sleep,
         )
 
     @classmethod
@@ -174,7 +167,7 @@ class RegistryClient:
         return f"{self.tracking_uri}/{self.model_name}#{id(self)}"
 
     def close(self) -> None:
-        self._http.close()
+        self._rest.close()
 
     def view(self, with_run_metrics: bool = True) -> RegistryView:
         """The registered model, its versions (newest first) and their run metrics."""
@@ -222,38 +215,7 @@ class RegistryClient:
         return out
 
     def _get(self, path: str, params: dict[str, Any], *, missing_ok: bool = False) -> dict[str, Any] | None:
-        attempt = 0
-        while True:
-            try:
-                response = self._http.get(path, params=params)
-            except httpx.HTTPError as e:
-                if attempt >= self.retries:
-                    raise RegistryUnavailable(
-                        f"The MLflow server at {self.tracking_uri} is not reachable (is it running?)."
-                    ) from e
-            else:
-                if response.status_code == 404 and missing_ok:
-                    return None
-                if response.status_code < 400:
-                    try:
-                        body = response.json()
-                    except ValueError as e:
-                        raise RegistryError(f"MLflow sent an answer that is not JSON for {path}.") from e
-                    return body if isinstance(body, dict) else {}
-                if response.status_code not in (502, 503, 504) or attempt >= self.retries:
-                    raise _status_error(self.tracking_uri, path, response)
-            self._sleep(self.backoff * (2**attempt))
-            attempt += 1
-
-
-def _status_error(uri: str, path: str, response: httpx.Response) -> RegistryError:
-    try:
-        detail = str(response.json().get("message") or response.text[:200])
-    except (ValueError, AttributeError):
-        detail = response.text[:200]
-    if response.status_code >= 500:
-        return RegistryUnavailable(f"The MLflow server at {uri} failed ({response.status_code}): {detail}")
-    return RegistryError(f"MLflow refused {path} ({response.status_code}): {detail}")
+        return self._rest.get_json(path, params, missing_ok=missing_ok)
 
 
 def _from_millis(value: Any) -> datetime | None:
