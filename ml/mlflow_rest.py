@@ -1,7 +1,8 @@
 """MLflow's REST API over httpx, for the processes that must not carry the mlflow package.
 
-The lean predictor (``crackseg[serve]``) resolves ``models:/`` URIs and downloads a version's files through
-:class:`ml.registry_rest.RegistryReader`, and the Streamlit UI reads versions, tags and run metrics; both talk to
+The lean predictor image (``crackseg[serve]``) resolves ``models:/`` URIs, downloads a version's files and, in
+its init container, registers the shipped model through :class:`ml.registry_rest.RestRegistry`, and the Streamlit
+UI reads versions, tags and run metrics; both talk to
 the MLflow server through :class:`MlflowRest`: bounded retries with doubling back-off on connection errors and
 502/503/504, a clear message naming the server when it stays down, and MLflow's own credentials variables
 (``MLFLOW_TRACKING_TOKEN``, or ``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD``).
@@ -115,6 +116,20 @@ class MlflowRest:
             raise MlflowRestError(f"MLflow sent an answer that is not JSON for {path}.") from e
         return body if isinstance(body, dict) else {}
 
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body; the JSON object MLflow answers."""
+        response = self._request(path, {}, missing_ok=False, method="POST", json=body)
+        assert response is not None
+        try:
+            answer = response.json()
+        except ValueError as e:
+            raise MlflowRestError(f"MLflow sent an answer that is not JSON for {path}.") from e
+        return answer if isinstance(answer, dict) else {}
+
+    def upload(self, path: str, src: Path) -> None:
+        """PUT a file's bytes (MLflow's artifact proxy: ``/api/2.0/mlflow-artifacts/artifacts/...``)."""
+        self._request(path, {}, missing_ok=False, method="PUT", content=src.read_bytes())
+
     def download(self, path: str, params: dict[str, Any], dst: Path, *, missing_ok: bool = False) -> bool:
         """Stream a file into ``dst`` (written whole or not at all); False for a 404 when ``missing_ok``."""
         response = self._request(path, params, missing_ok=missing_ok, stream=True)
@@ -136,12 +151,20 @@ class MlflowRest:
         return True
 
     def _request(
-        self, path: str, params: dict[str, Any], *, missing_ok: bool, stream: bool = False
+        self,
+        path: str,
+        params: dict[str, Any],
+        *,
+        missing_ok: bool,
+        stream: bool = False,
+        method: str = "GET",
+        json: dict[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response | None:
         attempt = 0
         while True:
             try:
-                request = self._http.build_request("GET", path, params=params)
+                request = self._http.build_request(method, path, params=params, json=json, content=content)
                 response = self._http.send(request, stream=stream)
             except httpx.HTTPError as e:
                 if attempt >= self.retries:

@@ -3,7 +3,7 @@
 Training, evaluation, the retraining loop and ``crackseg up`` go through :class:`Registry` (the mlflow client,
 imported lazily, so importing this module is cheap and torch-free). The processes that do not carry the mlflow
 package read over MLflow's REST API instead: the lean predictor resolves and downloads versions through
-:class:`ml.registry_rest.RegistryReader`, and the Streamlit UI lists versions through ``services.ui.registry``
+:class:`ml.registry_rest.RestRegistry`, and the Streamlit UI lists versions through ``services.ui.registry``
 (both on :class:`ml.mlflow_rest.MlflowRest`).
 
 The download cache has one layout, shared by the predictor and ``crackseg eval``: ``<cache_dir>/<model name>/v<N>/``

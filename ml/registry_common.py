@@ -1,6 +1,6 @@
 """What both registry clients share, without importing mlflow: errors, ``models:/`` URIs, versions, the cache.
 
-:class:`ml.registry.Registry` (the mlflow client) and :class:`ml.registry_rest.RegistryReader` (MLflow's REST API,
+:class:`ml.registry.Registry` (the mlflow client) and :class:`ml.registry_rest.RestRegistry` (MLflow's REST API,
 for the lean predictor) build on it, so a process that reads the registry over REST never imports mlflow.
 """
 
@@ -63,7 +63,7 @@ def fill_cache(
 ) -> Path:
     """``target`` when ``complete`` already, else ``download(tmp)``'s files renamed into ``target`` whole.
 
-    The one cache layout of the registry clients (:class:`Registry` and :class:`ml.registry_rest.RegistryReader`):
+    The one cache layout of the registry clients (:class:`Registry` and :class:`ml.registry_rest.RestRegistry`):
     a crash or a racing download never leaves a half-filled version folder. ``incomplete`` is the error when the
     downloaded folder is not ``complete``.
     """

@@ -1,7 +1,7 @@
 """Resolving a model source to a local checkpoint directory and the version it serves.
 
 Sources: a checkpoint directory, ``models:/<name>/<N>`` or ``models:/<name>@<alias>`` (resolved through the MLflow
-server's REST API, :class:`ml.registry_rest.RegistryReader`, so the lean predictor needs no mlflow package, and
+server's REST API, :class:`ml.registry_rest.RestRegistry`, so the lean predictor needs no mlflow package, and
 downloaded once into the cache), or a bare version number (``$CRACKSEG_MODELS_DIR/v<N>`` when the
 retrain job exported it there, else ``models:/crackseg/<N>``).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from ml.config import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, read_config
 from ml.names import MODEL_NAME
 from ml.registry_common import RegistryError, parse_model_uri
-from ml.registry_rest import RegistryReader, is_servable
+from ml.registry_rest import RestRegistry, is_servable
 from services.predictor.errors import ModelSourceError
 
 _VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -71,7 +71,7 @@ def resolve_registry(uri: str, cache_dir: Path, tracking_uri: str) -> ResolvedSo
             f"bad model URI {uri!r}: use models:/<name>/<version> or models:/<name>@<alias>"
         ) from e
     try:
-        registry = RegistryReader(tracking_uri, parsed.name)
+        registry = RestRegistry(tracking_uri, parsed.name)
     except RegistryError as e:
         raise ModelSourceError(f"cannot read {uri}: {e}") from e
     try:

@@ -2,6 +2,9 @@
 
 Only a version that passed the promotion gate (tag ``status=promoted``) or the shipped starter model may get the
 alias: a registry that holds only rejected or unjudged versions gets the starter registered (again) instead.
+
+It talks to the MLflow server over REST (:class:`ml.registry_rest.RestRegistry`), so it runs in the lean
+predictor image's init container, which has no mlflow package; the server must be an http(s) URL.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from pathlib import Path
 
 import tenacity
 
-from ml.config import ModelConfig, read_config
-from ml.registry import MODEL_NAME, Registry, RegistryError
+from ml.config import read_config
+from ml.names import MODEL_NAME
+from ml.registry_common import RegistryError
+from ml.registry_rest import RestRegistry
 
 PROMOTED = "promoted"  # the status tag of a version that passed the gate (services/retrain/run.py)
 
@@ -27,10 +32,14 @@ def ensure_champion(tracking_uri: str, starter_dir: Path, retries: int = 5) -> s
         retry=tenacity.retry_if_exception_type(RegistryError),
         reraise=True,
     )
-    return retrying(_ensure, Registry(tracking_uri), starter_dir)
+    registry = RestRegistry(tracking_uri)
+    try:
+        return retrying(_ensure, registry, starter_dir)
+    finally:
+        registry.close()
 
 
-def _ensure(registry: Registry, starter_dir: Path) -> str:
+def _ensure(registry: RestRegistry, starter_dir: Path) -> str:
     champion = registry.champion()
     if champion is not None:
         return champion.version
@@ -40,9 +49,15 @@ def _ensure(registry: Registry, starter_dir: Path) -> str:
     return version
 
 
-def _register_starter(registry: Registry, starter_dir: Path) -> str:
+def _register_starter(registry: RestRegistry, starter_dir: Path) -> str:
     config = read_config(starter_dir)  # fails loudly when the starter model is missing
-    run_id = _log_starter(registry.uri, starter_dir, config)
+    run_id, source = registry.log_folder(
+        starter_dir,
+        experiment=f"{MODEL_NAME}-bootstrap",
+        run_name="starter-model",
+        params={"source": str(starter_dir), "base_width": str(config.base_width), "depth": str(config.depth)},
+        metrics=dict(config.metrics),
+    )
     registry.ensure_model(description="Attention U-Net crack segmentation")
     tags = {
         "dataset_hash": config.dataset_hash or "synthetic",
@@ -55,20 +70,4 @@ def _register_starter(registry: Registry, starter_dir: Path) -> str:
         # the champion's evaluation on the fixed set (services/retrain/run.py).
         **{k: f"{v:.4f}" for k, v in config.metrics.items()},
     }
-    return registry.register(run_id, tags).version
-
-
-def _log_starter(tracking_uri: str, starter_dir: Path, config: ModelConfig) -> str:
-    """An MLflow run holding the starter checkpoint as its ``model/`` artifact; returns the run id."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(f"{MODEL_NAME}-bootstrap")
-    with mlflow.start_run(run_name="starter-model") as run:
-        mlflow.log_artifacts(str(starter_dir), artifact_path="model")
-        mlflow.log_params(
-            {"source": str(starter_dir), "base_width": config.base_width, "depth": config.depth}
-        )
-        if config.metrics:
-            mlflow.log_metrics(config.metrics)
-    return str(run.info.run_id)
+    return registry.register(run_id, source, tags).version

@@ -47,15 +47,32 @@ def test_bootstrap_never_makes_a_rejected_version_champion(
     assert registry.champion().version == fresh  # type: ignore[union-attr]
 
 
-def test_bootstrap_champion_carries_its_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 11 item 9: the bootstrap version carries the starter's validation metrics as tags."""
+def test_bootstrap_champion_carries_its_metrics(private_mlflow_server: str) -> None:
+    """Issue 11 item 9: the bootstrap version carries the starter's validation metrics as tags, and its run the
+    starter's files, uploaded over REST (the predictor image that runs the bootstrap has no mlflow package)."""
+    from mlflow import MlflowClient
+
     from ml.checkpoint import read_config
 
-    monkeypatch.chdir(tmp_path)  # the file store's artifacts land here, not in the repo
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version = ensure_champion(uri, STARTER)
-    tags = Registry(uri).get(version).tags
+    version = ensure_champion(private_mlflow_server, STARTER)
+    info = Registry(private_mlflow_server).get(version)
+    assert info.tags["origin"] == "shipped"
     metrics = read_config(STARTER).metrics
     assert metrics, "the starter's config.json has validation metrics"
     for name, value in metrics.items():
-        assert float(tags[name]) == pytest.approx(value, abs=1e-4)
+        assert float(info.tags[name]) == pytest.approx(value, abs=1e-4)
+    assert info.run_id is not None
+    run = MlflowClient(private_mlflow_server).get_run(info.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == pytest.approx(metrics)
+    uploaded = {
+        f.path.rsplit("/", 1)[-1]
+        for f in MlflowClient(private_mlflow_server).list_artifacts(info.run_id, "model")
+    }
+    assert uploaded == {p.name for p in STARTER.iterdir() if p.is_file()}
+
+
+def test_bootstrap_needs_an_http_server(tmp_path: Path) -> None:
+    from ml.registry_common import RegistryError
+
+    with pytest.raises(RegistryError, match="not an http"):
+        ensure_champion(f"sqlite:///{tmp_path / 'mlflow.db'}", STARTER)
