@@ -98,6 +98,10 @@ def test_the_shipped_recipes_load() -> None:
     assert {s.name for s in recipe.data.sources} == {"deepcrack", "crackforest", "synthetic"}
     proxy = Recipe.load(DEFAULT_RECIPE.with_name("proxy-no-crackforest.yaml"))
     assert "crackforest" not in {s.name for s in proxy.data.sources}
+    reverse = Recipe.load(DEFAULT_RECIPE.with_name("proxy-no-deepcrack.yaml"))
+    assert {s.name for s in reverse.data.sources} == {"crackforest", "synthetic"}
+    assert not any("deepcrack" in (s.path or "") for s in reverse.data.sources)
+    assert reverse.init_from == "models/starter"
 
 
 def test_a_recipe_with_unknown_keys_is_refused(tmp_path: Path) -> None:
