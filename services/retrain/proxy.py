@@ -54,6 +54,8 @@ class Part:
 
 @dataclass(frozen=True)
 class Proxy:
+    """A held-out-domain proxy: its committed champion and its four folders (feedback, eval, base-train, base-eval)."""
+
     champion: str
     parts: dict[str, Part]
 
@@ -96,6 +98,11 @@ def proxy_ids(proxy: Proxy, splits: dict[str, Any]) -> dict[str, list[str]]:
     """Each folder's ids; raises ValueError when the proxy reuses an id across folders (it never may)."""
     out = {}
     for name, part in proxy.parts.items():
+        if part.split not in (
+            "train",
+            "val",
+        ):  # the split file's carve of the public training sets, nothing else
+            raise ValueError(f"{name}: a proxy reads only the 'train' and 'val' ids, not {part.split!r}")
         ids = list(splits[part.dataset][part.split])
         out[name] = sample_ids(ids, part.n) if part.n is not None else ids
     seen: dict[tuple[str, str], str] = {}

@@ -59,6 +59,13 @@ def test_an_id_in_two_folders_is_refused() -> None:
         px.proxy_ids(leaky, SPLITS)
 
 
+def test_a_proxy_reading_a_test_split_is_refused() -> None:
+    splits = {**SPLITS, "crackforest": {**SPLITS["crackforest"], "test": ["004"]}}
+    peeking = px.Proxy(champion="x", parts={"eval": px.Part("crackforest", "test")})
+    with pytest.raises(ValueError, match="only the 'train' and 'val' ids, not 'test'"):
+        px.proxy_ids(peeking, splits)
+
+
 def _dataset(root: Path, ids: list[str]) -> None:
     for sub in ("images", "masks"):
         (root / sub).mkdir(parents=True)
