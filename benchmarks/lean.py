@@ -32,12 +32,16 @@ def du_mib(path: Path) -> float:
     return round(total / 2**20, 1)
 
 
-def build_venv(venv: Path, python: str) -> float:
-    """A fresh venv with ``crackseg[serve]`` from this checkout; returns the ``pip install`` seconds."""
+def build_venv(venv: Path, python: str, cold: bool = False) -> float:
+    """A fresh venv with ``crackseg[serve]`` from this checkout; returns the ``pip install`` seconds.
+
+    ``cold``: without pip's cache (every wheel downloaded again), as on a machine that never installed it.
+    """
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, **({"PIP_NO_CACHE_DIR": "1"} if cold else {})}
     start = time.perf_counter()
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{REPO}[serve]"], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{REPO}[serve]"], check=True, env=env)
     return round(time.perf_counter() - start, 1)
 
 
@@ -161,6 +165,9 @@ def main() -> None:
         "--reuse", action="store_true", help="measure an existing venv instead of rebuilding it"
     )
     parser.add_argument("--python", default=getattr(sys, "_base_executable", sys.executable))
+    parser.add_argument(
+        "--cold", action="store_true", help="install without pip's cache (downloads every wheel)"
+    )
     parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--image", help="also measure this predictor image (needs a Docker engine)")
     parser.add_argument("--docker", default=os.environ.get("DOCKER", "docker"))
@@ -171,7 +178,10 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.1f}",
     }
     if not args.reuse:
-        result["pip_install_serve_s"] = build_venv(args.venv, args.python)
+        result["pip_install_serve_s"] = build_venv(args.venv, args.python, cold=args.cold)
+        result["pip_cache"] = (
+            "none (--cold)" if args.cold else "warm if this machine installed the packages before"
+        )
     torch_check = subprocess.run(
         [str(args.venv / "bin" / "python"), "-c", "import torch"], capture_output=True
     )

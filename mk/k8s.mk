@@ -1,6 +1,6 @@
 # Kubernetes delivery: images, the kind cluster, the chart, skaffold and the end-to-end run.
 # Tools for the cluster targets: docker, kind, kubectl, helm, skaffold (see docs/kubernetes.md).
-.PHONY: images images-test chart-test cluster deploy skaffold-check dev port-forward e2e destroy
+.PHONY: images images-test bench-images chart-test cluster deploy skaffold-check dev port-forward e2e destroy
 
 KIND_CLUSTER ?= crackseg
 K8S_NAMESPACE ?= crackseg
@@ -26,6 +26,14 @@ images-test: install ## start dockerd if needed, build every image, check each c
 	@status=0; \
 	  $(MAKE) --no-print-directory images && \
 	  CRACKSEG_REQUIRE_IMAGES=1 $(BIN)/pytest tests/docker tests/k8s -m docker -p no:cacheprovider $(PYTEST_ARGS) \
+	  || status=$$?; \
+	  scripts/dockerd.sh stop; exit $$status
+
+bench-images: install ## the four images: size, docker save (kind load with KIND_CLUSTER_LOAD=name), start → ready, memory → benchmarks/results/
+	@scripts/dockerd.sh start
+	@status=0; \
+	  $(MAKE) --no-print-directory images && \
+	  $(PY) benchmarks/images.py --tag $(IMAGE_TAG) $(if $(KIND_CLUSTER_LOAD),--kind-cluster $(KIND_CLUSTER_LOAD)) \
 	  || status=$$?; \
 	  scripts/dockerd.sh stop; exit $$status
 

@@ -4,9 +4,9 @@
 # The debootstrap tarball is cached under build/images/ (gitignored), so only the first run pays ~1.5 min.
 #   usage: scripts/docker-base-image.sh [IMAGE_TAG]
 set -euo pipefail
-tag="${1:-crackseg-base:bookworm}"
+tag="${1:-crackseg-base:bookworm-slim}"
 cache_dir="${CRACKSEG_IMAGE_CACHE:-build/images}"
-tarball="$cache_dir/bookworm-minbase-python.tar"
+tarball="$cache_dir/bookworm-minbase-python-slim.tar"
 docker="${DOCKER:-docker}"
 
 if "$docker" image inspect "$tag" >/dev/null 2>&1; then
@@ -23,8 +23,12 @@ if [[ ! -s "$tarball" ]]; then
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini \
     bookworm "$root" http://deb.debian.org/debian >"$cache_dir/debootstrap.log" 2>&1 \
     || { tail -20 "$cache_dir/debootstrap.log"; exit 1; }
-  # Drop the apt lists and docs: the images never run apt.
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/var/cache/apt/*.bin
+  # Drop what no container ever reads (the images never run apt, and Python needs no message catalogues):
+  # the downloaded .deb files debootstrap leaves in apt's cache (46 MB), apt lists, docs, man pages and the
+  # translations under /usr/share/locale (33 MB). C.UTF-8 lives in glibc, not there.
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
+    "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* "$root"/var/cache/apt/*.bin \
+    "$root"/var/cache/debconf/*-old "$root"/var/log/*.log
   tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
 fi
 "$docker" import \

@@ -4,7 +4,8 @@
 # Environment:
 #   BASE_IMAGE       base image (default: python:3.11-slim when it can be pulled, else a debootstrap bookworm
 #                    image built by scripts/docker-base-image.sh; CRACKSEG_LOCAL_BASE=1 forces the latter)
-#   TORCH_WHEEL      a local CPU torch wheel to serve to the predictor build instead of download.pytorch.org
+#   TORCH_WHEEL      a local CPU torch wheel served to the trainer build instead of download.pytorch.org, when no
+#                    local index holds the venv's torch pair (the predictor has no torch)
 #   TRAINER_TORCH    torch/torchvision pins of the trainer (default: the pair .venv runs, e.g.
 #                    "torch==2.14.1 torchvision==0.29.1"), served from the local PEP 503 index folders pip is
 #                    configured with (`pip config list`: file:// extra-index-url) when they hold them. The CPU-only
@@ -32,7 +33,7 @@ if [[ -z "${BASE_IMAGE:-}" && -z "${CRACKSEG_LOCAL_BASE:-}" ]]; then
   fi
 fi
 if [[ "${CRACKSEG_LOCAL_BASE:-0}" == 1 ]]; then
-  BASE_IMAGE="${BASE_IMAGE:-crackseg-base:bookworm}"
+  BASE_IMAGE="${BASE_IMAGE:-crackseg-base:bookworm-slim}"
   DOCKER="$docker" scripts/docker-base-image.sh "$BASE_IMAGE"
 fi
 base="${BASE_IMAGE:-python:3.11-slim}"
@@ -133,7 +134,7 @@ secret_args=()
 for name in "${images[@]}"; do
   extra=()
   case "$name" in
-    predictor) make_test_model; extra=("${torch_args[@]}" --build-arg "MODEL_DIR=$model_dir") ;;
+    predictor) make_test_model; extra=(--build-arg "MODEL_DIR=$model_dir") ;;
     trainer) if [[ ${#trainer_args[@]} -gt 0 ]]; then extra=("${trainer_args[@]}"); else extra=("${torch_args[@]}"); fi ;;
     ui|mlflow) ;;
     *) echo "unknown image $name (predictor, ui, trainer, mlflow)" >&2; exit 2 ;;

@@ -202,7 +202,13 @@ def _deploy(tmp_path: Path, content: str) -> list[str]:
     log = tmp_path / f"log-{content}"
     # `make` exports DOCKER (mk/k8s.mk): drop the tool overrides so deploy.sh finds the fakes on PATH.
     inherited = {k: v for k, v in os.environ.items() if k not in ("DOCKER", "KIND", "HELM")}
-    env = {**inherited, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log), "CONTENT": content}
+    env = {
+        **inherited,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "LOG": str(log),
+        "CONTENT": content,
+        "KIND_LOAD_LOG": str(tmp_path / "kind-load-times.txt"),
+    }
     subprocess.run(
         [str(REPO / "scripts" / "deploy.sh")], env=env, check=True, capture_output=True, timeout=60
     )
@@ -211,6 +217,8 @@ def _deploy(tmp_path: Path, content: str) -> list[str]:
 
 def test_item8_deploy_tags_images_by_content(tmp_path: Path) -> None:
     first, second = _deploy(tmp_path, "a"), _deploy(tmp_path, "b")
+    timings = (tmp_path / "kind-load-times.txt").read_text().splitlines()
+    assert len(timings) == 8 and all(re.search(r" kind-load \d+ ms$", line) for line in timings)
     helm = [line for line in first if line.startswith("helm ")]
     assert len(helm) == 1 and "image.tag=dev" not in helm[0]
     tags = re.findall(r"--set (\w+)\.image\.tag=(c-[0-9a-f]{16})", helm[0])

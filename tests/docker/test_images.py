@@ -154,6 +154,27 @@ def test_ui_image_has_no_torch() -> None:
     )
 
 
+def test_predictor_image_is_lean() -> None:
+    """crackseg[serve] only: no torch, no mlflow, no scikit-image; serving and the bootstrap still import, and the
+    image stays within the lean serving goal (500 MB)."""
+    result = _docker(
+        "run",
+        "--rm",
+        *HARDENED,
+        "--entrypoint",
+        "python3",
+        f"crackseg-predictor:{TAG}",
+        "-c",
+        "import importlib.util as u, sys; sys.argv = ['x'];"
+        " import services.predictor.server, services.up.bootstrap;"
+        " found = [m for m in ('torch', 'torchvision', 'mlflow', 'skimage') if u.find_spec(m)];"
+        " sys.exit(f'in the predictor image: {found}' if found else 0)",
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _inspect("predictor")["Size"] <= 500e6
+
+
 @pytest.mark.parametrize("name", ["predictor", "ui", "mlflow"])
 def test_servers_declare_a_healthcheck(name: str) -> None:
     health = _inspect(name)["Config"].get("Healthcheck") or {}
