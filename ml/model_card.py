@@ -66,11 +66,14 @@ def _loss(loss: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
-def render_variants(doc: dict[str, Any], p1_std: float | None = None) -> str:
+def render_variants(
+    doc: dict[str, Any], p1_std: float | None = None, same_seed_p1: float | None = None
+) -> str:
     """The screening section of the card from ``variants.json``.
 
     ``p1_std`` is the seed-to-seed std of validation P1 of the shipped recipe: a one-seed difference smaller than
-    twice that (or than ``SEED_SPREAD`` when unknown) is reported as unresolved, not as a win.
+    twice that (or than ``SEED_SPREAD`` when unknown) is reported as unresolved, not as a win. ``same_seed_p1`` is
+    the shipped recipe's P1 at the screening's seed in ``seeds.json``, quoted as a reproducibility check.
     """
     rows = doc["variants"]
     budget, base = doc["budget"], doc.get("base_budget", {})
@@ -126,16 +129,22 @@ def render_variants(doc: dict[str, Any], p1_std: float | None = None) -> str:
     ship = next((r for r in rows if r["name"] == shipped), None)
     if ship is not None:
         gap = best["val_p1"] - ship["val_p1"]
+        head = (
+            f"The shipped model is variant `{ship['name']}` (here at seed {doc['seed']}: P1 {ship['val_p1']:.3f}, "
+            f"{ship['onnx_ms_p50']:.1f} ms"
+            + (f"; the 3-seed run scored {same_seed_p1:.3f} at that seed" if same_seed_p1 is not None else "")
+            + "): "
+        )
         if gap <= noise:
             verdict = (
-                f"The shipped model is `{ship['name']}` (P1 {ship['val_p1']:.3f}, {ship['onnx_ms_p50']:.1f} ms): "
-                f"no variant beats it by more than {noise:.3f}, so the table supports the choice"
+                head
+                + f"no variant beats it by more than {noise:.3f}, so the table supports the choice"
                 + (", and it meets the speed goal." if ship["onnx_ms_p50"] <= SPEED_GOAL_MS else ".")
             )
         else:
             verdict = (
-                f"The shipped model is `{ship['name']}` (P1 {ship['val_p1']:.3f}, {ship['onnx_ms_p50']:.1f} ms): "
-                f"`{best['name']}` beats it by {gap:.3f} at this budget, so on quality alone the table does not "
+                head
+                + f"`{best['name']}` beats it by {gap:.3f} at this budget, so on quality alone the table does not "
                 f"support the choice; `{best['name']}` runs at {best['onnx_ms_p50']:.1f} ms against the "
                 f"≤ {SPEED_GOAL_MS:.0f} ms goal."
             )
@@ -211,7 +220,10 @@ def render(
     card = "\n".join(lines) + "\n"
     if variants is not None:
         p1 = summary.get("val_p1", {})
-        card += "\n" + render_variants(variants, p1.get("std") if p1.get("n", 0) > 1 else None)
+        same = [r["metrics"]["val_p1"] for r in seeds["runs"] if r.get("seed") == variants["seed"]]
+        card += "\n" + render_variants(
+            variants, p1.get("std") if p1.get("n", 0) > 1 else None, same[0] if same else None
+        )
     return card + PROSE
 
 
