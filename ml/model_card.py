@@ -114,7 +114,8 @@ def render_variants(
         f"Measured {doc['created_at']} on {machine['cpu']} ({machine['cpu_count']} cores; load average "
         f"{machine['loadavg_before_timing'][0]} before / {machine['loadavg_after_timing'][0]} after the timing, "
         "on a shared machine). Latency: ONNX Runtime fp32 of the exported `model.onnx`, batch 1, "
-        f"{timing['threads']} threads, p50 of {timing['runs']} runs after {timing['warmup']} warm-up. GFLOP counts "
+        f"{timing['threads']} threads, p50 of {timing['runs']} runs × {timing.get('rounds', 1)} rounds interleaved "
+        f"over the variants, after {timing['warmup']} warm-up. GFLOP counts "
         "a multiply-add as 2 FLOPs (convolutions and matrix products). P1/P2/OIS/AP are pixel-exact on validation.",
         "",
     ]

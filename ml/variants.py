@@ -40,6 +40,7 @@ INPUT_HW = (384, 544)  # (H, W): a DeepCrack photo, the speed goal's size
 ONNX_THREADS = 2
 ONNX_WARMUP = 3
 ONNX_RUNS = 20
+ONNX_ROUNDS = 3
 METRICS = ("val_p1", "val_p2", "val_ois", "val_ap")
 
 
@@ -159,12 +160,18 @@ def train_variant(
 
 
 def onnx_latency_ms(
-    onnx_path: Path, hw: tuple[int, int] = INPUT_HW, threads: int = ONNX_THREADS, runs: int = ONNX_RUNS
-) -> dict[str, float]:
-    """p50/p90 wall ms of a batch-1 fp32 run of ``onnx_path`` in ONNX Runtime, after ``ONNX_WARMUP`` runs.
+    onnx_paths: Sequence[Path],
+    hw: tuple[int, int] = INPUT_HW,
+    threads: int = ONNX_THREADS,
+    runs: int = ONNX_RUNS,
+    rounds: int = ONNX_ROUNDS,
+) -> list[dict[str, float]]:
+    """p50/p90 wall ms of a batch-1 fp32 run of each graph in ONNX Runtime, after ``ONNX_WARMUP`` runs.
 
-    The session is configured as the predictor's (:class:`ml.onnx_runtime.OnnxSegmenter`): ``threads`` intra-op
-    threads, sequential execution, all graph optimisations, no spinning.
+    The graphs are timed in ``rounds`` interleaved rounds of ``runs`` calls each, so a burst of other load on a
+    shared machine falls on every model rather than on whichever was being timed. Sessions are configured as the
+    predictor's (:class:`ml.onnx_runtime.OnnxSegmenter`): ``threads`` intra-op threads, sequential execution, all
+    graph optimisations, no spinning.
     """
     import numpy as np
     import onnxruntime as ort
@@ -176,22 +183,28 @@ def onnx_latency_ms(
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     x = np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)
-    for _ in range(ONNX_WARMUP):
-        session.run(None, {name: x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {name: x})
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {"p50": statistics.median(times), "p90": times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]}
+    sessions = [ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in onnx_paths]
+    feeds = [{s.get_inputs()[0].name: x} for s in sessions]
+    for session, feed in zip(sessions, feeds, strict=True):
+        for _ in range(ONNX_WARMUP):
+            session.run(None, feed)
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for session, feed, out in zip(sessions, feeds, times, strict=True):
+            for _ in range(runs):
+                start = time.perf_counter()
+                session.run(None, feed)
+                out.append((time.perf_counter() - start) * 1000)
+    result = []
+    for t in times:
+        t.sort()
+        result.append({"p50": statistics.median(t), "p90": t[min(len(t) - 1, round(0.9 * (len(t) - 1)))]})
+    return result
 
 
 def measure_variant(model_dir: Path, hw: tuple[int, int] = INPUT_HW) -> dict[str, Any]:
-    """Architecture, parameters, GFLOPs at ``hw`` and ONNX Runtime latency of a trained variant's model."""
+    """Architecture, parameters and GFLOPs at ``hw`` of a trained variant's model (latency: ``onnx_latency_ms``)."""
     import torch
 
     from ml.bench import count_flops
@@ -200,14 +213,11 @@ def measure_variant(model_dir: Path, hw: tuple[int, int] = INPUT_HW) -> dict[str
     loaded = load_model(model_dir)
     params = sum(p.numel() for p in loaded.module.parameters())
     flops = count_flops(loaded.module, torch.zeros(1, 3, *hw))
-    latency = onnx_latency_ms(model_dir / "model.onnx", hw)
     return {
         "base_width": loaded.config.base_width,
         "depth": loaded.config.depth,
         "params": params,
         "gflop": flops / 1e9,
-        "onnx_ms_p50": latency["p50"],
-        "onnx_ms_p90": latency["p90"],
     }
 
 
@@ -221,11 +231,21 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory (the repository root) when it lies inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def build_table(
     screening: Screening,
     screening_path: str | os.PathLike[str],
     out_root: str | os.PathLike[str],
     measure: Callable[[Path], dict[str, Any]] = measure_variant,
+    time_onnx: Callable[[Sequence[Path]], list[dict[str, float]]] = onnx_latency_ms,
 ) -> dict[str, Any]:
     """The ``variants.json`` document: every variant's recipe keys, validation numbers and measurements.
 
@@ -235,7 +255,6 @@ def build_table(
     from ml.bench import cpu_name
 
     base = Recipe.load(screening.base)
-    load_before = os.getloadavg()
     rows = []
     for variant in screening.variants:
         out = Path(out_root) / variant.name
@@ -264,9 +283,14 @@ def build_table(
                 "train_resumed": timing.get("resumed"),
             }
         )
+    load_before = os.getloadavg()
+    latencies = time_onnx([Path(out_root) / r["name"] / "model" / "model.onnx" for r in rows])
+    load_after = os.getloadavg()
+    for row, latency in zip(rows, latencies, strict=True):
+        row["onnx_ms_p50"], row["onnx_ms_p90"] = latency["p50"], latency["p90"]
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "screening": str(screening_path),
+        "screening": _relative(screening_path),
         "base_recipe": screening.base,
         "seed": screening.seed,
         "budget": screening.budget,
@@ -278,7 +302,7 @@ def build_table(
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "loadavg_before_timing": [round(x, 2) for x in load_before],
-            "loadavg_after_timing": [round(x, 2) for x in os.getloadavg()],
+            "loadavg_after_timing": [round(x, 2) for x in load_after],
         },
         "timing": {
             "runtime": "onnxruntime fp32, CPUExecutionProvider",
@@ -286,6 +310,7 @@ def build_table(
             "threads": ONNX_THREADS,
             "warmup": ONNX_WARMUP,
             "runs": ONNX_RUNS,
+            "rounds": ONNX_ROUNDS,
             "flop_convention": "FLOP = 2 x multiply-add (FlopCounterMode); conv and matmul only",
         },
         "variants": rows,

@@ -79,7 +79,8 @@ def test_variants_train_measure_and_write_the_table(tiny_screening: Path) -> Non
         assert r["val_p1"] == summary["metrics"]["val_p1"] and r["threshold"] == summary["threshold"]
         assert 0 < r["onnx_ms_p50"] <= r["onnx_ms_p90"]
     assert doc["budget"]["epochs"] == 1 and doc["base_budget"] == {"epochs": 9, "steps_per_epoch": 9}
-    assert doc["shipped"] == "as-is" and doc["timing"]["runs"] == 20 and doc["timing"]["threads"] == 2
+    assert doc["shipped"] == "as-is" and doc["timing"]["runs"] == 20 and doc["timing"]["rounds"] == 3
+    assert doc["timing"]["threads"] == 2
     # Finished variants are not trained again: a rerun keeps their weights.
     weights = root / "out" / "as-is" / "model" / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
@@ -139,6 +140,9 @@ def test_the_committed_screening_is_consistent() -> None:
     assert shipped.init_from == default["init_from"] and shipped.train == default["train"]
     for v in screening.variants:
         variant_recipe(screening, v)  # no width/depth that init_from would silently ignore
+    from ml.variants import _relative
+
+    assert _relative(DEFAULT_SCREENING) == "ml/recipes/variants/screening.yaml"
 
 
 def test_cli_names_a_bad_screening_file(tmp_path: Path) -> None:
