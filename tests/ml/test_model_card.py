@@ -138,3 +138,16 @@ def test_card_says_when_a_wider_variant_wins_and_its_speed() -> None:
     assert "does not support the choice; `w16-scratch` runs at 231.0 ms against the ≤ 100 ms goal." in section
     # Within the noise (2 × 0.013 = 0.026) a better-looking wide row is not a win.
     assert "supports the choice" in render_variants(_variants(0.780, 0.800), p1_std=0.013)
+
+
+def test_the_committed_card_is_rendered_from_the_committed_files() -> None:
+    model = Path("models/default")
+    variants = model / "variants.json"
+    rendered = render(
+        json.loads((model / "config.json").read_text()),
+        json.loads((model / "seeds.json").read_text()),
+        variants=json.loads(variants.read_text()) if variants.is_file() else None,
+    )
+    assert rendered == (model / "MODEL_CARD.md").read_text(), (
+        f"regenerate with: crackseg model-card --model {model} --seeds {model}/seeds.json"
+    )
