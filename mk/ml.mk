@@ -11,8 +11,9 @@ TRAIN_ARGS ?=
 STARTER_STEPS ?= 500
 STARTER_ARGS ?=
 SYNTH_N ?= 50
+VARIANTS_ARGS ?=
 
-.PHONY: dvc-repro
+.PHONY: dvc-repro variants
 
 bench: install ## CPU latency/GFLOPs per width and size + training images/s → benchmarks/results/ (BENCH_ARGS=--quick)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/crackseg bench $(BENCH_ARGS)
@@ -23,6 +24,10 @@ eval: install ## evaluate MODEL (models/default) on the fixed validation set, or
 
 train-default: install ## the default model's recipe for SEEDS (0 1 2), resumable → TRAIN_DEFAULT_OUT/seedN, seeds.json (mean ± std)
 	$(BIN)/crackseg train-default $(foreach s,$(SEEDS),--seed $(s)) --out $(TRAIN_DEFAULT_OUT)
+
+variants: install ## width/depth/loss screening (one seed, equal budget; resumable) → models/default/variants.json + MODEL_CARD.md
+	$(BIN)/crackseg variants --out state/variants $(VARIANTS_ARGS)
+	$(BIN)/crackseg model-card --model models/default --seeds models/default/seeds.json
 
 train: install ## train with params.yaml on TRAIN_DATA (CrackForest train) into TRAIN_OUT, tracked in MLflow
 	$(BIN)/crackseg train --config params.yaml --data $(TRAIN_DATA) --out $(TRAIN_OUT) $(TRAIN_ARGS)

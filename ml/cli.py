@@ -125,16 +125,55 @@ def model_card_cmd(
     seeds: Annotated[Path, typer.Option(help="seeds.json written by crackseg train-default")] = Path(
         "state/train-default/seeds.json"
     ),
+    variants: Annotated[
+        Path | None,
+        typer.Option(help="variants.json of crackseg variants (default: MODEL/variants.json when it exists)"),
+    ] = None,
 ) -> None:
-    """Render MODEL_CARD.md from the model's config.json and the seeds' summary (mean ± std)."""
+    """Render MODEL_CARD.md from the model's config.json, the seeds' summary (mean ± std) and the variant table."""
     from ml.model_card import write_card
 
     try:
-        out = write_card(model, seeds)
+        out = write_card(model, seeds, variants)
     except (OSError, ValueError, KeyError) as e:
         typer.echo(f"error: cannot write the model card: {e}", err=True)
         raise typer.Exit(2) from e
     typer.echo(f"model card written to {out}")
+
+
+def variants_cmd(
+    screening: Annotated[
+        Path | None, typer.Option(help="screening YAML (default: ml/recipes/variants/screening.yaml)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="work folder; variant NAME trains into OUT/NAME")] = Path(
+        "state/variants"
+    ),
+    only: Annotated[list[str] | None, typer.Option(help="train only this variant (repeatable)")] = None,
+    table: Annotated[Path, typer.Option(help="where the measured table goes")] = Path(
+        "models/default/variants.json"
+    ),
+    measure: Annotated[
+        bool, typer.Option(help="after training, measure every variant and write --table")
+    ] = True,
+) -> None:
+    """Screen width/depth/loss variants of the default recipe (one seed, equal budget; resumable) → a table."""
+    import logging
+
+    from ml.variants import DEFAULT_SCREENING, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(
+            screening or DEFAULT_SCREENING,
+            out_root=out,
+            datasets_root=_datasets_root(),
+            table=table if measure else None,
+            only=only or [],
+            progress=typer.echo,
+        )
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
 
 
 def eval_cmd(
@@ -342,6 +381,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("train-default")(train_default_cmd)
     app.command("model-card")(model_card_cmd)
+    app.command("variants")(variants_cmd)
     app.command("bench")(bench_cmd)
     app.command("starter-model")(starter_cmd)
     app.command("prepare")(prepare_cmd)

@@ -55,3 +55,99 @@ def test_cli_writes_the_card_and_names_a_missing_file(tmp_path: Path) -> None:
         app, ["model-card", "--model", str(model), "--seeds", str(tmp_path / "nope.json")]
     )
     assert bad.exit_code == 2 and "nope.json" in bad.output
+
+
+def _variants(shipped_p1: float, wide_p1: float) -> dict:
+    def row(name: str, init_from: str | None, width: int, p1: float, ms: float) -> dict:
+        return {
+            "name": name,
+            "description": name,
+            "init_from": init_from,
+            "loss": {"pos_weight": 5.0, "bce_weight": 1.0, "dice_weight": 1.0, "focal_gamma": 0.0},
+            "base_width": width,
+            "depth": 4,
+            "params": 546825 if width == 8 else 2182789,
+            "gflop": 3.21 if width == 8 else 12.34,
+            "onnx_ms_p50": ms,
+            "onnx_ms_p90": ms + 1,
+            "threshold": 0.4,
+            "val_p1": p1,
+            "val_p2": p1 - 0.05,
+            "val_ois": p1 + 0.03,
+            "val_ap": p1 + 0.01,
+        }
+
+    return {
+        "created_at": "2026-12-04T20:00:00+00:00",
+        "screening": "ml/recipes/variants/screening.yaml",
+        "base_recipe": "ml/recipes/default.yaml",
+        "seed": 0,
+        "budget": {"epochs": 8, "steps_per_epoch": 60, "batch_size": 8, "crop_size": 224},
+        "base_budget": {"epochs": 8, "steps_per_epoch": 60},
+        "shipped": "shipped",
+        "machine": {
+            "cpu": "AMD EPYC",
+            "cpu_count": 2,
+            "loadavg_before_timing": [0.5, 1, 1],
+            "loadavg_after_timing": [0.7, 1, 1],
+        },
+        "timing": {"input": {"height": 384, "width": 544}, "threads": 2, "warmup": 3, "runs": 20},
+        "variants": [
+            row("shipped", "models/starter", 8, shipped_p1, 88.4),
+            row("w16-scratch", None, 16, wide_p1, 231.0),
+        ],
+    }
+
+
+def test_card_renders_the_variant_table_from_variants_json(tmp_path: Path) -> None:
+    from ml.model_card import write_card
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(
+        json.dumps({"arch": "attention_unet", "base_width": 8, "depth": 4, "threshold": 0.4})
+    )
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(json.dumps(_seeds()))
+    # Without variants.json the card has no screening section.
+    assert "Choosing width" not in write_card(model, seeds).read_text()
+    (model / "variants.json").write_text(json.dumps(_variants(0.801, 0.790)))
+    card = write_card(model, seeds).read_text()
+    assert (
+        "## Choosing width, depth and loss: a one-seed screening at a short budget, not a final result"
+        in card
+    )
+    assert (
+        "| **shipped** (shipped) | starter | 8 | 4 | BCE(pw 5) + Dice | 0.55 | 3.21 | 0.801 | 0.751 | 0.831 | "
+        "0.811 | 88.4 |" in card
+    )
+    assert "| w16-scratch | scratch | 16 | 4 | BCE(pw 5) + Dice | 2.18 | 12.34 | 0.790 |" in card
+    # The noise is twice the seeds' P1 std (0.020 → 0.040); the shipped row is the best, so the table supports it.
+    assert "below 0.040 (twice the 3-seed std of P1)" in card
+    assert "so the table supports the choice, and it meets the speed goal." in card
+    assert "(here at seed 0: P1 0.801, 88.4 ms; the 3-seed run scored 0.800 at that seed)" in card
+    assert "Within the ≤ 100 ms goal at 544×384: `shipped` (88.4 ms)." in card
+    assert card.index("Choosing width") < card.index("## Data and licences")
+
+
+def test_card_says_when_a_wider_variant_wins_and_its_speed() -> None:
+    from ml.model_card import render_variants
+
+    section = render_variants(_variants(0.780, 0.850), p1_std=0.013)
+    assert "`w16-scratch` beats it by 0.070 at this budget" in section
+    assert "does not support the choice; `w16-scratch` runs at 231.0 ms against the ≤ 100 ms goal." in section
+    # Within the noise (2 × 0.013 = 0.026) a better-looking wide row is not a win.
+    assert "supports the choice" in render_variants(_variants(0.780, 0.800), p1_std=0.013)
+
+
+def test_the_committed_card_is_rendered_from_the_committed_files() -> None:
+    model = Path("models/default")
+    variants = model / "variants.json"
+    rendered = render(
+        json.loads((model / "config.json").read_text()),
+        json.loads((model / "seeds.json").read_text()),
+        variants=json.loads(variants.read_text()) if variants.is_file() else None,
+    )
+    assert rendered == (model / "MODEL_CARD.md").read_text(), (
+        f"regenerate with: crackseg model-card --model {model} --seeds {model}/seeds.json"
+    )
