@@ -100,60 +100,19 @@ def measure_process(venv: Path, model: Path) -> dict[str, float | int]:
             proc.wait(timeout=30)
 
 
-def measure_image(image: str, docker: str) -> dict[str, float | int | str]:
+def measure_image(image: str, docker: str) -> dict[str, object]:
+    """The predictor image, run and loaded as ``benchmarks/images.py`` does (one start)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from images import SERVERS, measure_server  # type: ignore[import-not-found]
+
     size = json.loads(
         subprocess.run([docker, "image", "inspect", image], capture_output=True, check=True, text=True).stdout
     )[0]["Size"]
-    sys.path.insert(0, str(REPO))
-    from tests.helpers.procs import free_port
-
-    port = free_port()
-    start = time.perf_counter()
-    cid = subprocess.run(
-        [
-            docker,
-            "run",
-            "--detach",
-            "--read-only",
-            "--tmpfs",
-            "/tmp:rw,size=512m,uid=10001,gid=10001",
-            "--publish",
-            f"127.0.0.1:{port}:8000",
-            image,
-        ],
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout.strip()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
-        ready_s = round(time.perf_counter() - start, 2)
-        time.sleep(1.0)
-
-        def mem() -> str:
-            return (
-                subprocess.run(
-                    [docker, "stats", "--no-stream", "--format", "{{.MemUsage}}", cid],
-                    capture_output=True,
-                    text=True,
-                )
-                .stdout.split("/")[0]
-                .strip()
-            )
-
-        idle = mem()
-        ok = load(url, SAMPLE.read_bytes())
-        return {
-            "image": image,
-            "size_mb": round(size / 1e6, 1),
-            "container_start_to_ready_s": ready_s,
-            "idle_mem": idle,
-            "after_load_mem": mem(),
-            "ok_requests": ok,
-        }
-    finally:
-        subprocess.run([docker, "rm", "--force", cid], capture_output=True)
+    return {
+        "image": image,
+        "size_mb": round(size / 1e6, 1),
+        **measure_server(docker, image, SERVERS["predictor"], 1, ""),
+    }
 
 
 def main() -> None:
