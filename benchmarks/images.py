@@ -42,6 +42,7 @@ SAMPLE = REPO / "services" / "ui" / "samples" / "concrete_single_crack.jpg"
 sys.path.insert(0, str(REPO))
 
 from ml.bench import cpu_name  # noqa: E402
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.helpers.procs import free_port  # noqa: E402
 
 
@@ -53,15 +54,6 @@ class Server:
     load: Callable[[str], int] | None = None  # sends the load, returns how many answers were 200
     load_means: str = ""
     needs_predictor: bool = False  # the UI's load analyses photos through a predictor container beside it
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def _predict_load(url: str) -> int:

@@ -21,12 +21,12 @@ def main(model_dir: str, photo: str) -> None:
     sys.argv = sys.argv[:1]  # kserve parses sys.argv when imported
     from fastapi.testclient import TestClient
 
+    # The init container's entry point: imported here so its modules get compiled too (it runs no request).
+    import services.up.bootstrap  # noqa: F401
     from services.predictor.app import create_app
     from services.predictor.model import CracksegModel
     from services.predictor.settings import Settings
-    from services.up.bootstrap import ensure_champion  # the init container's entry point
 
-    assert callable(ensure_champion)
     image = Path(photo).read_bytes()
     b64 = base64.b64encode(image).decode("ascii")
     settings = Settings(model_source=model_dir, runtime="onnx", feedback_dir=Path("/tmp/smoke-feedback"))

@@ -18,7 +18,7 @@ import json
 import os
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from ml.data.mixture import MixtureSpec
 
 DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 SUMMARY_FILE = "summary.json"
+M = TypeVar("M", bound=BaseModel)
 
 
 class Recipe(BaseModel):
@@ -40,14 +41,19 @@ class Recipe(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] = DEFAULT_RECIPE) -> Recipe:
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"cannot read recipe {path}: {e}") from e
-        try:
-            return cls.model_validate(raw)
-        except ValueError as e:
-            raise ValueError(f"invalid recipe {path}: {e}") from e
+        return read_yaml_model(cls, path, "recipe")
+
+
+def read_yaml_model(model: type[M], path: str | os.PathLike[str], what: str) -> M:
+    """A YAML file validated into ``model``; ``ValueError`` naming ``what`` and the file when it cannot be."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read {what} {path}: {e}") from e
+    try:
+        return model.model_validate(raw)
+    except ValueError as e:
+        raise ValueError(f"invalid {what} {path}: {e}") from e
 
 
 def validation_pairs(recipe: Recipe, datasets_root: str | os.PathLike[str]) -> list[Any]:

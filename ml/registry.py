@@ -19,6 +19,7 @@ from typing import Any
 
 from ml.names import CHAMPION_ALIAS, CHAMPION_URI, MODEL_NAME
 from ml.registry_common import (
+    MISSING_CODES,
     ModelUri,
     RegistryError,
     VersionInfo,
@@ -40,8 +41,6 @@ __all__ = [
     "parse_model_uri",
 ]
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
-# Error codes MLflow answers for "no such model / version / alias".
-_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -76,7 +75,7 @@ class Registry:
         try:
             return self._info(self.client.get_model_version_by_alias(self.name, alias))
         except MlflowException as e:
-            if e.error_code in _MISSING:
+            if e.error_code in MISSING_CODES:
                 return None
             raise self._fail(f"read alias {alias}", e) from e
 

@@ -16,7 +16,18 @@ from pathlib import Path
 
 from ml.fsutil import atomic_dir
 
-__all__ = ["ModelUri", "RegistryError", "VersionInfo", "fill_cache", "is_model_uri", "parse_model_uri"]
+__all__ = [
+    "MISSING_CODES",
+    "ModelUri",
+    "RegistryError",
+    "VersionInfo",
+    "fill_cache",
+    "is_model_uri",
+    "parse_model_uri",
+]
+
+# MLflow's error codes for "no such model / version / alias" (answered as 404, or 400 for a missing alias).
+MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$"

@@ -20,15 +20,13 @@ from typing import Any
 from ml.config import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 from ml.mlflow_rest import MlflowRest, MlflowRestError
 from ml.names import CHAMPION_ALIAS, MODEL_NAME
-from ml.registry_common import RegistryError, VersionInfo, fill_cache, parse_model_uri
+from ml.registry_common import MISSING_CODES, RegistryError, VersionInfo, fill_cache, parse_model_uri
 
 __all__ = ["MODEL_CARD_FILE", "VERSION_FILES", "RestRegistry", "is_servable"]
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 # What a version folder may hold; the config is required, and one of the two runtimes' files.
 VERSION_FILES = (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, MODEL_CARD_FILE)
-# MLflow's answers for "no such model / alias" (404 for a model, 400 for an alias that does not exist).
-_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
 def is_servable(path: Path) -> bool:
@@ -79,7 +77,7 @@ class RestRegistry:
                 missing_ok=True,
             )
         except MlflowRestError as e:
-            if e.status in (400, 404) and e.code in _MISSING:
+            if e.status in (400, 404) and e.code in MISSING_CODES:
                 return None
             raise self._fail(f"read alias {alias}", e) from e
         if body is None or "model_version" not in body:

@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from ml.recipe import SUMMARY_FILE, Recipe
+from ml.recipe import SUMMARY_FILE, Recipe, read_yaml_model
 
 DEFAULT_SCREENING = Path(__file__).with_name("recipes") / "variants" / "screening.yaml"
 DEFAULT_TABLE = Path("models/default/variants.json")
@@ -70,14 +69,7 @@ class Screening(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] = DEFAULT_SCREENING) -> Screening:
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"cannot read screening file {path}: {e}") from e
-        try:
-            screening = cls.model_validate(raw)
-        except ValueError as e:
-            raise ValueError(f"invalid screening file {path}: {e}") from e
+        screening = read_yaml_model(cls, path, "screening file")
         names = [v.name for v in screening.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"{path}: variant names must be unique, got {names}")

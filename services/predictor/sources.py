@@ -28,16 +28,11 @@ class ResolvedSource:
     source: str
 
 
-# A config plus something to run: the weights (torch runtime) or the ONNX graph (either is enough here; the
-# runtime that loads the folder says which one it misses).
-_is_checkpoint = is_servable
-
-
 def resolve_directory(path: Path, version: str | None = None) -> ResolvedSource:
     """A checkpoint folder; its version is ``version``, else the config's, else ``v<N>`` in the name, else the name."""
     if not path.is_dir():
         raise ModelSourceError(f"model directory {path} does not exist")
-    if not _is_checkpoint(path):
+    if not is_servable(path):  # the runtime that loads it says which file it misses
         raise ModelSourceError(
             f"{path} is not a model directory: it must hold {CONFIG_FILE} and {ONNX_FILE} or {WEIGHTS_FILE}"
         )
@@ -57,7 +52,7 @@ def resolve_version(version: str, models_dir: Path, cache_dir: Path, tracking_ur
     if not re.fullmatch(r"\d{1,9}", version):
         raise ModelSourceError(f'version must be a positive integer such as "3", got {version!r}')
     local = models_dir / f"v{version}"
-    if _is_checkpoint(local):
+    if is_servable(local):
         return resolve_directory(local, version)
     return resolve_registry(f"models:/{MODEL_NAME}/{version}", cache_dir, tracking_uri)
 

@@ -18,19 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers.procs import BIN, REPO, ManagedProcess, free_port, start_predictor
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO / "tests" / "artifacts"
 STARTER = REPO / "models" / "starter"
 PHOTO = "004"  # a CrackForest test image with one long crack
