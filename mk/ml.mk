@@ -4,6 +4,7 @@ MODEL ?= models/default
 EVAL_DATA ?=
 EVAL_SPLIT ?= all
 SEEDS ?= 0 1 2
+TRAIN_JOBS ?= 3
 TRAIN_DEFAULT_OUT ?= state/train-default
 TRAIN_DATA ?= $(CRACKSEG_DATASETS)/crackforest
 TRAIN_OUT ?= state/train
@@ -22,8 +23,8 @@ eval: install ## evaluate MODEL (models/default) on the fixed validation set, or
 	$(BIN)/crackseg eval --model $(MODEL) $(if $(EVAL_DATA),--data $(EVAL_DATA) --split $(EVAL_SPLIT),--val) \
 		--out state/eval.json --plot state/pr_curve.png
 
-train-default: install ## the default model's recipe for SEEDS (0 1 2), resumable → TRAIN_DEFAULT_OUT/seedN, seeds.json (mean ± std)
-	$(BIN)/crackseg train-default $(foreach s,$(SEEDS),--seed $(s)) --out $(TRAIN_DEFAULT_OUT)
+train-default: install ## the default model's recipe for SEEDS (0 1 2) side by side, resumable → TRAIN_DEFAULT_OUT/seedN, seeds.json
+	$(BIN)/crackseg train-default $(foreach s,$(SEEDS),--seed $(s)) --out $(TRAIN_DEFAULT_OUT) --jobs $(TRAIN_JOBS)
 
 variants: install ## width/depth/loss screening (one seed, equal budget; resumable) → models/default/variants.json + MODEL_CARD.md
 	$(BIN)/crackseg variants --out state/variants $(VARIANTS_ARGS)

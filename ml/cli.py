@@ -87,16 +87,30 @@ def train_default_cmd(
     ] = None,
     tracking_uri: Annotated[str, typer.Option(help="MLflow URI, or 'none'")] = "none",
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a train param: KEY=VALUE")] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(min=1, help="seeds trained side by side, each in its own process (log: OUT/seedN.log)"),
+    ] = 1,
+    cache: Annotated[
+        Path, typer.Option(help="where the recipe's synthetic samples are generated once")
+    ] = Path("state/cache"),
 ) -> None:
     """Train the default model's recipe for each seed (resumable), calibrate, and report mean ± std."""
     import logging
 
     from ml.fsutil import atomic_write_json
-    from ml.recipe import DEFAULT_RECIPE, Recipe, summarise_seeds, train_default
+    from ml.recipe import DEFAULT_RECIPE, Recipe, summarise_seeds, train_default, train_seeds_side_by_side
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seeds = seed or [0, 1, 2]
     try:
+        if jobs > 1 and len(seeds) > 1:
+            extra = ["--tracking-uri", tracking_uri, "--cache", str(cache)]
+            extra += [a for kv in set_ or [] for a in ("--set", kv)]
+            train_seeds_side_by_side(
+                recipe or DEFAULT_RECIPE, seeds, out_dir=out, jobs=jobs, extra_args=extra, cache_dir=cache
+            )
+        # Seeds trained above are finished: this only reads their summaries.
         spec = Recipe.load(recipe or DEFAULT_RECIPE)
         summaries = [
             train_default(
@@ -106,6 +120,7 @@ def train_default_cmd(
                 datasets_root=_datasets_root(),
                 tracking_uri=tracking_uri,
                 overrides=_parse_overrides(set_ or []),
+                cache_dir=cache,
             )
             for s in seeds
         ]

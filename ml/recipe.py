@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ml.data.mixture import MixtureSpec
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 SUMMARY_FILE = "summary.json"
@@ -119,6 +123,56 @@ def train_default(
         sample_weights=mixture.weights,
     )
     return finalize(result.model_dir, mixture.val, seed=seed, counts=mixture.counts, out_dir=out)
+
+
+def train_seeds_side_by_side(
+    recipe_path: str | os.PathLike[str],
+    seeds: Sequence[int],
+    *,
+    out_dir: str | os.PathLike[str],
+    jobs: int,
+    extra_args: Sequence[str] = (),
+    cache_dir: str | os.PathLike[str] = "state/cache",
+) -> None:
+    """Train ``seeds`` in up to ``jobs`` child processes (``crackseg train-default --seed N``), each logging to
+    ``OUT/seedN.log``; seeds that already finished return at once. The synthetic samples are generated here first,
+    so the children never race to write the same cache.
+
+    Raises:
+        ValueError: a seed's process failed (the message names the seed and its log).
+    """
+    import subprocess
+    import sys
+    import time
+
+    synthetic_cache(Recipe.load(recipe_path), Path(cache_dir))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pending = list(seeds)
+    running: dict[int, subprocess.Popen[bytes]] = {}
+    failed: list[int] = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                seed = pending.pop(0)
+                cmd = [sys.executable, "-m", "services.cli", "train-default", "--seed", str(seed)]
+                cmd += ["--out", str(out), "--recipe", str(recipe_path), *extra_args]
+                with open(out / f"seed{seed}.log", "ab") as logf:
+                    running[seed] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+                log.info("seed %d training in process %d (log: %s)", seed, running[seed].pid, logf.name)
+            for seed, proc in list(running.items()):
+                if proc.poll() is not None:
+                    del running[seed]
+                    if proc.returncode != 0:
+                        failed.append(seed)
+            time.sleep(0.5)
+    finally:
+        for proc in running.values():  # interrupted: stop the children (their checkpoints let a rerun resume)
+            proc.terminate()
+            proc.wait()
+    if failed:
+        logs = ", ".join(str(out / f"seed{s}.log") for s in failed)
+        raise ValueError(f"seed(s) {failed} failed: see {logs}")
 
 
 def finalize(

@@ -121,8 +121,7 @@ def fit_epoch(
     for images, masks in bar:
         images = normalise(images.to(device, non_blocking=True), mean, std)  # (B, 3, crop, crop)
         masks = masks.to(device, non_blocking=True)  # (B, 1, crop, crop)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         losses.append(
             optimizer_step(
                 model,

@@ -109,3 +109,40 @@ def test_a_recipe_with_unknown_keys_is_refused(tmp_path: Path) -> None:
     bad.write_text("data: {sources: [{name: a, path: a, weight: 1}]}\nepochs: 3\n")
     with pytest.raises(ValueError, match="invalid recipe"):
         Recipe.load(bad)
+
+
+def test_seeds_train_side_by_side_and_a_failed_seed_is_named(
+    tiny_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    root, splits = tiny_world
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(_tiny_recipe(splits).model_dump(mode="json")))
+    monkeypatch.setenv("CRACKSEG_DATASETS", str(root))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    common = ["--out", str(out), "--recipe", str(recipe), "--jobs", "2", "--cache", str(cache)]
+
+    result = CliRunner().invoke(app, ["train-default", "--seed", "0", "--seed", "1", *common])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "seeds.json").read_text())
+    assert report["seeds"] == [0, 1] and [r["seed"] for r in report["runs"]] == [0, 1]
+    assert report["summary"]["val_p1"]["n"] == 2
+    for seed in (0, 1):
+        # Each seed ran in its own process, wrote its own log, and finished (summary + calibrated model).
+        assert "epoch 1:" in (out / f"seed{seed}.log").read_text()
+        assert (out / f"seed{seed}" / "summary.json").is_file()
+        assert "calibration" in json.loads((out / f"seed{seed}" / "model" / "config.json").read_text())
+    # The synthetic samples were generated once, before the children started: one finished cache, no staging.
+    assert [p.name for p in cache.iterdir()] == ["synthetic-hn-v2-n3-48x48-s7"]
+
+    failed = CliRunner().invoke(
+        app, ["train-default", "--seed", "5", "--seed", "6", *common, "--set", "lr=-1"]
+    )
+    assert failed.exit_code == 2
+    assert "seed(s) [5, 6] failed" in failed.output and str(out / "seed5.log") in failed.output
+    assert "lr" in (out / "seed5.log").read_text()
+    assert not (out / "seed5" / "summary.json").exists()
