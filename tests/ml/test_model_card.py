@@ -125,9 +125,24 @@ def test_card_renders_the_variant_table_from_variants_json(tmp_path: Path) -> No
     # The noise is twice the seeds' P1 std (0.020 → 0.040); the shipped row is the best, so the table supports it.
     assert "below 0.040 (twice the 3-seed std of P1)" in card
     assert "so the table supports the choice, and it meets the speed goal." in card
-    assert "(here at seed 0: P1 0.801, 88.4 ms; the 3-seed run scored 0.800 at that seed)" in card
+    assert (
+        "at this short budget (seed 0: P1 0.801, 88.4 ms; the 3-seed run scored 0.800 at that seed)" in card
+    )
     assert "Within the ≤ 100 ms goal at 544×384: `shipped` (88.4 ms)." in card
     assert card.index("Choosing width") < card.index("## Data and licences")
+
+
+def test_card_does_not_pass_off_a_longer_recipe_as_a_rerun_of_the_screening() -> None:
+    from ml.model_card import render_variants
+
+    doc = {**_variants(0.801, 0.790), "base_budget": {"epochs": 36, "steps_per_epoch": 100}}
+    section = render_variants(doc, p1_std=0.01, same_seed_p1=0.842)
+    assert "the 3-seed run scored" not in section
+    assert (
+        "(seed 0: P1 0.801, 88.4 ms; the shipped recipe's 36 × 100 steps scored 0.842 at that seed)"
+        in section
+    )
+    assert "(the shipped recipe trains 36 × 100 steps, 3 seeds)" in section
 
 
 def test_card_says_when_a_wider_variant_wins_and_its_speed() -> None:
