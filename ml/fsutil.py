@@ -17,7 +17,9 @@ from typing import IO, Any
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file next to ``path``; on success fsync it and rename it over ``path``.
 
-    On any exception the temp file is removed and ``path`` is untouched.
+    On any exception the temp file is removed and ``path`` is untouched. The file gets the mode ``open`` would
+    give it (0666 less the umask), or keeps the mode of the file it replaces: ``mkstemp``'s private 0600 would
+    make a model folder unreadable to a server running as another user.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open supports 'w' and 'wb', got {mode!r}")
@@ -25,6 +27,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _file_mode(target))
         f: IO[Any]
         with os.fdopen(fd, "wb") if mode == "wb" else os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
@@ -80,6 +83,22 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Read without os.umask(), which sets it process-wide and races with other threads creating files.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def _fsync_dir(directory: Path) -> None:

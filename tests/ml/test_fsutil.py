@@ -59,3 +59,25 @@ def test_sha256_file_matches_hashlib_on_more_than_one_chunk(tmp_path):
     data = bytes(range(256)) * 5000  # 1.28 MB: several of file_digest's reads
     (tmp_path / "blob").write_bytes(data)
     assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_new_file_gets_the_umask_mode_not_mkstemps_private_one(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "config.json", {"threshold": 0.5})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    target = tmp_path / "secret.json"
+    target.write_text("{}")
+    target.chmod(0o600)
+    atomic_write_json(target, {"x": 1})
+    assert target.stat().st_mode & 0o777 == 0o600
+    target.chmod(0o640)
+    atomic_write_bytes(target, b"y")
+    assert target.stat().st_mode & 0o777 == 0o640
