@@ -99,7 +99,14 @@ def train_default_cmd(
     import logging
 
     from ml.fsutil import atomic_write_json
-    from ml.recipe import DEFAULT_RECIPE, Recipe, summarise_seeds, train_default, train_seeds_side_by_side
+    from ml.recipe import (
+        DEFAULT_RECIPE,
+        Recipe,
+        effective_recipe,
+        summarise_seeds,
+        train_default,
+        train_seeds_side_by_side,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seeds = seed or [0, 1, 2]
@@ -128,7 +135,10 @@ def train_default_cmd(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     agg = summarise_seeds(summaries)
-    atomic_write_json(out / "seeds.json", {"seeds": seeds, "summary": agg, "runs": summaries})
+    asked = effective_recipe(spec, _parse_overrides(set_ or []))
+    atomic_write_json(
+        out / "seeds.json", {"seeds": seeds, "summary": agg, "runs": summaries, "recipe": asked}
+    )
     for key, v in agg.items():
         typer.echo(f"{key:<22} {v['mean']:.4f} ± {v['std']:.4f}  (n={int(v['n'])})")
 

@@ -190,7 +190,7 @@ def render(
         "",
         f"Attention U-Net (`{config['arch']}`, base width {config['base_width']}, depth {config['depth']}); "
         f"served threshold **{config['threshold']:.2f}** (chosen on validation, fp32). Recipe: "
-        "`ml/recipes/default.yaml`, reproduced by `make train-default` (seeds "
+        f"`ml/recipes/default.yaml`{_budget(seeds.get('recipe'))}, reproduced by `make train-default` (seeds "
         f"{', '.join(str(s) for s in seeds['seeds'])}).",
         "",
         f"## Validation quality (mean ± std over {n} seeds)",
@@ -230,10 +230,36 @@ def render(
     if variants is not None:
         p1 = summary.get("val_p1", {})
         same = [r["metrics"]["val_p1"] for r in seeds["runs"] if r.get("seed") == variants["seed"]]
+        train = (seeds.get("recipe") or {}).get("train", {})
+        if {"epochs", "steps_per_epoch"} <= set(train):
+            # The budget the shipped seeds really trained with, not the recipe file as it was at screening time.
+            variants = {**variants, "base_budget": {k: train[k] for k in ("epochs", "steps_per_epoch")}}
         card += "\n" + render_variants(
             variants, p1.get("std") if p1.get("n", 0) > 1 else None, same[0] if same else None
         )
     return card + PROSE
+
+
+def _budget(recipe: dict[str, Any] | None) -> str:
+    recipe = recipe or {}
+    train = recipe.get("train", {})
+    if not {"epochs", "steps_per_epoch", "batch_size", "crop_size"} <= set(train):
+        return ""
+    # TrainParams' defaults where the recipe leaves a weight out: BCE 1, soft Dice 1, focal γ 0.
+    terms = [
+        name
+        for name, on in (
+            ("focal BCE" if train.get("focal_gamma", 0.0) else "BCE", train.get("bce_weight", 1.0)),
+            ("soft Dice", train.get("dice_weight", 1.0)),
+        )
+        if on
+    ]
+    loss = " + ".join(terms) + (" only" if len(terms) == 1 else "")
+    start = f", fine-tuned from `{recipe['init_from']}`" if recipe.get("init_from") else ""
+    return (
+        f" ({train['epochs']} epochs × {train['steps_per_epoch']} steps of {train['batch_size']} crops of "
+        f"{train['crop_size']}², {loss}{start})"
+    )
 
 
 def write_card(

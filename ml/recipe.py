@@ -104,9 +104,20 @@ def train_default(
     from ml.train import TrainParams, train
 
     out = Path(out_dir)
+    asked = effective_recipe(recipe, overrides)
     if (out / SUMMARY_FILE).is_file():
-        # This seed already finished (training, calibration, summary): a rerun only reports it.
-        return read_summary(out / SUMMARY_FILE)
+        # This seed already finished (training, calibration, summary): a rerun only reports it, and only when it
+        # asks for the same recipe: a changed recipe must not be answered with an old run's numbers.
+        done = read_summary(out / SUMMARY_FILE)
+        if "recipe" not in done:
+            log.warning("%s predates recipe records: reporting it as trained with the recipe asked for", out)
+        elif done["recipe"] != asked:
+            changed = _changed_keys(done["recipe"], asked)
+            raise ValueError(
+                f"{out} holds seed {seed} trained with another recipe (differs in {', '.join(changed)}): "
+                "train into another --out, or remove that folder to retrain"
+            )
+        return done
     synth = synthetic_cache(recipe, Path(cache_dir))
     mixture = build_mixture(recipe.data, datasets_root, synth)
     params = TrainParams.model_validate({**recipe.train, **(overrides or {}), "seed": seed})
@@ -122,7 +133,33 @@ def train_default(
         pairs=(mixture.train, mixture.val),
         sample_weights=mixture.weights,
     )
-    return finalize(result.model_dir, mixture.val, seed=seed, counts=mixture.counts, out_dir=out)
+    return finalize(
+        result.model_dir, mixture.val, seed=seed, counts=mixture.counts, out_dir=out, recipe=asked
+    )
+
+
+def effective_recipe(recipe: Recipe, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe as trained (``--set`` overrides applied and typed, so ``epochs=72`` from the command line equals
+    ``epochs: 72`` in a file), as plain JSON: what a summary records."""
+    from ml.train import TrainParams
+
+    doc = recipe.model_dump(mode="json")
+    merged = {**doc["train"], **(overrides or {})}
+    typed = TrainParams.model_validate({**merged, "seed": 0}).model_dump(mode="json")
+    doc["train"] = {k: typed.get(k, v) for k, v in merged.items()}
+    result: dict[str, Any] = json.loads(json.dumps(doc, sort_keys=True))
+    return result
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
 
 
 def train_seeds_side_by_side(
@@ -176,9 +213,16 @@ def train_seeds_side_by_side(
 
 
 def finalize(
-    model_dir: Path, val_pairs: list[Any], *, seed: int, counts: dict[str, Any], out_dir: Path
+    model_dir: Path,
+    val_pairs: list[Any],
+    *,
+    seed: int,
+    counts: dict[str, Any],
+    out_dir: Path,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Calibrate ``model_dir`` on ``val_pairs``, re-pick its threshold on them, save, and write the summary."""
+    """Calibrate ``model_dir`` on ``val_pairs``, re-pick its threshold on them, save, and write the summary
+    (with ``recipe``, the :func:`effective_recipe` it was trained with, when given)."""
     from ml.calibrate import calibrate
     from ml.checkpoint import load_model, save_model
     from ml.data.torchdata import SegmentationDataset
@@ -238,6 +282,7 @@ def finalize(
         "counts": counts,
         "metrics": metrics,
         "per_source": _per_source(report.per_image),
+        **({"recipe": recipe} if recipe is not None else {}),
     }
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return summary

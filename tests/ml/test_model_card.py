@@ -145,6 +145,31 @@ def test_card_does_not_pass_off_a_longer_recipe_as_a_rerun_of_the_screening() ->
     assert "(the shipped recipe trains 36 × 100 steps, 3 seeds)" in section
 
 
+def test_card_states_the_budget_the_shipped_seeds_trained_with() -> None:
+    config = {"arch": "attention_unet", "base_width": 8, "depth": 4, "threshold": 0.45}
+    recipe = {
+        "init_from": "models/starter",
+        "train": {
+            "epochs": 72,
+            "steps_per_epoch": 100,
+            "batch_size": 8,
+            "crop_size": 224,
+            "dice_weight": 0.0,
+        },
+    }
+    card = render(config, {**_seeds(), "recipe": recipe}, variants=_variants(0.801, 0.790))
+    assert (
+        "Recipe: `ml/recipes/default.yaml` (72 epochs × 100 steps of 8 crops of 224², BCE only, fine-tuned from "
+        "`models/starter`), reproduced by" in card
+    )
+    # The screening's note on the shipped budget follows the seeds' record, not variants.json's older copy.
+    assert "(the shipped recipe trains 72 × 100 steps, 3 seeds)" in card
+    both = {"train": {**recipe["train"], "dice_weight": 1.0}}
+    assert "steps of 8 crops of 224², BCE + soft Dice)," in render(config, {**_seeds(), "recipe": both})
+    # A seeds.json from before recipe records renders as before.
+    assert "Recipe: `ml/recipes/default.yaml`, reproduced by" in render(config, _seeds())
+
+
 def test_card_says_when_a_wider_variant_wins_and_its_speed() -> None:
     from ml.model_card import render_variants
 

@@ -80,6 +80,29 @@ def test_one_seed_trains_calibrates_and_reports(tiny_world, tmp_path: Path) -> N
         cache_dir=tmp_path / "cache",
     )
     assert again == json.loads((tmp_path / "s3" / "summary.json").read_text())
+    # The summary records the recipe as trained; a rerun that asks for another one is refused, not answered
+    # with this run's numbers. A command-line override equal to the file's value is the same recipe.
+    assert again["recipe"]["train"]["epochs"] == 1 and again["recipe"]["init_from"] is None
+    same = train_default(
+        _tiny_recipe(splits),
+        seed=3,
+        out_dir=tmp_path / "s3",
+        datasets_root=root,
+        cache_dir=tmp_path / "cache",
+        overrides={"epochs": "1"},
+    )
+    assert same == again
+    with pytest.raises(
+        ValueError, match=r"s3 holds seed 3 trained with another recipe \(differs in train\.epochs\)"
+    ):
+        train_default(
+            _tiny_recipe(splits),
+            seed=3,
+            out_dir=tmp_path / "s3",
+            datasets_root=root,
+            cache_dir=tmp_path / "cache",
+            overrides={"epochs": "2"},
+        )
 
 
 def test_summarise_seeds_reports_mean_and_sample_std() -> None:
@@ -131,6 +154,7 @@ def test_seeds_train_side_by_side_and_a_failed_seed_is_named(
     report = json.loads((out / "seeds.json").read_text())
     assert report["seeds"] == [0, 1] and [r["seed"] for r in report["runs"]] == [0, 1]
     assert report["summary"]["val_p1"]["n"] == 2
+    assert report["recipe"]["train"] == _tiny_recipe(splits).train
     for seed in (0, 1):
         # Each seed ran in its own process, wrote its own log, and finished (summary + calibrated model).
         assert "epoch 1:" in (out / f"seed{seed}.log").read_text()
