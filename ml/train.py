@@ -194,6 +194,28 @@ def _training_pairs(
     return train_pairs, val_pairs
 
 
+# What a resumed run must share with the run it continues: the learning-rate schedule, the loss and the sampling
+# (patience, threads and the like may change between a crash and its resume).
+_SCHEDULE_KEYS = (
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "crop_size",
+    "lr",
+    "weight_decay",
+    "min_lr_ratio",
+    "pos_weight",
+    "bce_weight",
+    "dice_weight",
+    "focal_gamma",
+    "seed",
+)
+
+
+def _schedule(params: TrainParams) -> dict[str, Any]:
+    return {k: getattr(params, k) for k in _SCHEDULE_KEYS}
+
+
 def train(
     params: TrainParams,
     *,
@@ -282,6 +304,16 @@ def train(
         if state.get("arch") != config.arch_kwargs():
             raise ValueError(
                 f"cannot resume: {ckpt_dir} holds {state.get('arch')}, params ask for {config.arch_kwargs()}"
+            )
+        schedule = _schedule(params)
+        if "schedule" in state and state["schedule"] != schedule:
+            changed = sorted(k for k in schedule if state["schedule"].get(k) != schedule[k])
+            raise ValueError(
+                f"cannot resume: {ckpt_dir} was trained with "
+                + ", ".join(f"{k}={state['schedule'].get(k)}" for k in changed)
+                + "; params ask for "
+                + ", ".join(f"{k}={schedule[k]}" for k in changed)
+                + " (train into another folder to change them)"
             )
         model.load_state_dict(last)
         optimizer.load_state_dict(optim_state)
@@ -381,6 +413,7 @@ def train(
                     "run_id": tracker.run_id,
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "arch": config.arch_kwargs(),
+                    "schedule": _schedule(params),
                     "dataset_hash": data_hash,
                 },
             )

@@ -92,6 +92,34 @@ def test_resume_refuses_another_architecture(
         )
 
 
+def test_resume_refuses_another_schedule_but_not_another_patience(
+    reference: TrainResult, tiny_dataset: Path, tiny_params: TrainParams, tmp_path: Path
+) -> None:
+    import shutil
+
+    # The cosine schedule, loss and sampling of the checkpoint belong to the run that wrote it: resuming it with
+    # another epoch count would silently train a recipe nobody asked for.
+    out = shutil.copytree(reference.model_dir.parent, tmp_path / "run")
+    with pytest.raises(
+        ValueError, match=r"cannot resume: .* was trained with epochs=2, lr=0.001; params ask for "
+    ):
+        train(
+            tiny_params.model_copy(update={"epochs": 4, "lr": 0.002}),
+            data_root=tiny_dataset,
+            out_dir=out,
+            tracking_uri="none",
+            resume=True,
+        )
+    again = train(
+        tiny_params.model_copy(update={"patience": 9}),
+        data_root=tiny_dataset,
+        out_dir=out,
+        tracking_uri="none",
+        resume=True,
+    )
+    assert again.epochs_run == 2 and again.history == reference.history
+
+
 def test_fine_tune_with_extra_data(
     reference: TrainResult, tiny_dataset: Path, tiny_params: TrainParams, tmp_path: Path
 ) -> None:
