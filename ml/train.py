@@ -4,6 +4,8 @@ One epoch is a fixed budget of ``steps_per_epoch`` optimizer steps on random cro
 the cost of an epoch does not depend on the dataset size; validation runs on full images and early stopping
 watches the **pooled validation F1 at the ODS threshold** (threshold-free: the served threshold is re-fitted on
 validation at the end anyway). The saved model's threshold is the ODS threshold of the best epoch's weights.
+With ``ema_decay`` an exponential moving average of the weights and BN statistics (:class:`ml.train_loop.WeightEMA`)
+is what gets validated, selected and saved.
 
 Determinism: the same seed gives the same weights on CPU (weights are initialised after ``torch.manual_seed(seed)``,
 each epoch reseeds the sampler and the augmentation RNG from ``seed`` and the epoch number, so a resumed run
@@ -26,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ml.train_state import STATE_FILE, load_checkpoint, save_checkpoint, state_dict_cpu
+from ml.train_state import STATE_FILE, load_checkpoint, load_ema, save_checkpoint, state_dict_cpu
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,19 @@ class TrainParams(BaseModel):
     dice_weight: float = Field(1.0, ge=0)
     focal_gamma: float = Field(0.0, ge=0)
     patience: int = Field(5, ge=1, description="epochs without a better validation F1 before stopping")
+    validate_from: int = Field(
+        1,
+        ge=1,
+        description="first epoch that is validated (and so can be selected); earlier epochs only train, which "
+        "saves a full-image pass per epoch where the best epoch never falls (the last epoch is always validated)",
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of weights and BN statistics (decay per step); "
+        "validation, checkpoint selection and the saved model then use the average",
+    )
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     train_split: str | None = "train"
@@ -208,12 +223,44 @@ _SCHEDULE_KEYS = (
     "bce_weight",
     "dice_weight",
     "focal_gamma",
+    "ema_decay",
     "seed",
 )
 
 
 def _schedule(params: TrainParams) -> dict[str, Any]:
     return {k: getattr(params, k) for k in _SCHEDULE_KEYS}
+
+
+def _resume_state(
+    epoch: int,
+    best_f1: float,
+    best_epoch: int,
+    bad_epochs: int,
+    history: list[dict[str, float]],
+    scheduler: Any,
+    tracker: Any,
+    scaler: Any,
+    config: Any,
+    params: TrainParams,
+    data_hash: str,
+    ema: Any,
+) -> dict[str, Any]:
+    """``state.json`` of the resume folder after ``epoch`` epochs."""
+    return {
+        "epoch": epoch,
+        "best_f1": best_f1,
+        "best_epoch": best_epoch,
+        "bad_epochs": bad_epochs,
+        "history": history,
+        "scheduler": scheduler.state_dict(),
+        "run_id": tracker.run_id,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "arch": config.arch_kwargs(),
+        "schedule": _schedule(params),
+        "dataset_hash": data_hash,
+        "ema_updates": ema.updates if ema is not None else None,
+    }
 
 
 def train(
@@ -259,7 +306,7 @@ def train(
     from ml.losses import SegmentationLoss
     from ml.metrics import f1_score
     from ml.tracking import open_tracker, resolve_tracking_uri
-    from ml.train_loop import epoch_loader, finish_run, fit_epoch
+    from ml.train_loop import WeightEMA, epoch_loader, finish_run, fit_epoch
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,9 +342,12 @@ def train(
         optimizer, T_max=params.epochs * params.steps_per_epoch, eta_min=params.lr * params.min_lr_ratio
     )
 
+    # With ema_decay the average is what is validated, selected and saved; the trained weights only feed it.
+    ema = WeightEMA(model, params.ema_decay) if params.ema_decay else None
+    scored = ema.module if ema is not None else model
     start_epoch, best_f1, best_epoch, bad_epochs = 0, -1.0, 0, 0
     history: list[dict[str, float]] = []
-    best_state = state_dict_cpu(model)
+    best_state = state_dict_cpu(scored)
     run_id: str | None = None
     if resume and (ckpt_dir / STATE_FILE).is_file():
         last, best_state, optim_state, state = load_checkpoint(ckpt_dir, device)
@@ -316,6 +366,12 @@ def train(
                 + " (train into another folder to change them)"
             )
         model.load_state_dict(last)
+        if ema is not None:
+            averaged = load_ema(ckpt_dir)
+            if averaged is None:
+                raise ValueError(f"cannot resume: {ckpt_dir} holds no weight average (ema.safetensors)")
+            ema.module.load_state_dict(averaged)
+            ema.updates = int(state.get("ema_updates", 0))
         optimizer.load_state_dict(optim_state)
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -363,9 +419,42 @@ def train(
                 amp_dtype=amp_dtype,
                 scaler=scaler,
                 desc=f"epoch {epoch + 1}/{params.epochs}",
+                ema=ema,
             )
+            if epoch + 1 < min(params.validate_from, params.epochs):
+                row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": float(scheduler.get_last_lr()[0])}
+                history.append(row)
+                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+                log.info(
+                    "epoch %d: loss %.4f (validation starts at epoch %d)",
+                    epoch + 1,
+                    train_loss,
+                    params.validate_from,
+                )
+                save_checkpoint(
+                    ckpt_dir,
+                    last=state_dict_cpu(model),
+                    best=best_state,
+                    optimizer=optimizer,
+                    ema=state_dict_cpu(ema.module) if ema is not None else None,
+                    state=_resume_state(
+                        epoch + 1,
+                        best_f1,
+                        best_epoch,
+                        bad_epochs,
+                        history,
+                        scheduler,
+                        tracker,
+                        scaler,
+                        config,
+                        params,
+                        data_hash,
+                        ema,
+                    ),
+                )
+                continue
             sw = sweep(
-                model,
+                scored,
                 val_ds,
                 mean=mean,
                 std=std,
@@ -395,7 +484,7 @@ def train(
             )
             if ods.f1 > best_f1:
                 best_f1, best_epoch, bad_epochs = ods.f1, epoch + 1, 0
-                best_state = state_dict_cpu(model)
+                best_state = state_dict_cpu(scored)
             else:
                 bad_epochs += 1
             save_checkpoint(
@@ -403,19 +492,21 @@ def train(
                 last=state_dict_cpu(model),
                 best=best_state,
                 optimizer=optimizer,
-                state={
-                    "epoch": epoch + 1,
-                    "best_f1": best_f1,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": history,
-                    "scheduler": scheduler.state_dict(),
-                    "run_id": tracker.run_id,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "arch": config.arch_kwargs(),
-                    "schedule": _schedule(params),
-                    "dataset_hash": data_hash,
-                },
+                ema=state_dict_cpu(ema.module) if ema is not None else None,
+                state=_resume_state(
+                    epoch + 1,
+                    best_f1,
+                    best_epoch,
+                    bad_epochs,
+                    history,
+                    scheduler,
+                    tracker,
+                    scaler,
+                    config,
+                    params,
+                    data_hash,
+                    ema,
+                ),
             )
             if bad_epochs >= params.patience:
                 log.info("early stop after epoch %d: no better val F1 for %d epochs", epoch + 1, bad_epochs)

@@ -94,6 +94,45 @@ def optimizer_step(
     return float(loss.item())
 
 
+class WeightEMA:
+    """An exponential moving average of a model's weights *and* buffers (BatchNorm running statistics included).
+
+    After every optimizer step ``update`` moves each floating-point tensor of ``module`` towards the trained model's:
+    ``ema = d·ema + (1 − d)·current`` with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
+    average follows the weights closely at first and then smooths the last ~``1 / (1 − decay)`` steps. Averaging the
+    BN statistics as well matters at small batches: a running mean with momentum 0.1 is set by the last ~20
+    batches, so the trained model's statistics jump from one epoch to the next. Integer buffers
+    (``num_batches_tracked``) are copied.
+    """
+
+    def __init__(self, model: Any, decay: float, updates: int = 0) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = updates
+
+    def rate(self) -> float:
+        """The decay the next update uses."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    def update(self, model: Any) -> None:
+        import torch
+
+        d = self.rate()
+        with torch.no_grad():
+            current = model.state_dict()
+            for name, avg in self.module.state_dict().items():
+                now = current[name].detach()
+                if avg.dtype.is_floating_point:
+                    avg.lerp_(now.to(avg.dtype), 1.0 - d)
+                else:
+                    avg.copy_(now)
+        self.updates += 1
+
+
 def fit_epoch(
     model: Any,
     loader: Any,
@@ -107,8 +146,9 @@ def fit_epoch(
     amp_dtype: Any,
     scaler: Any,
     desc: str,
+    ema: WeightEMA | None = None,
 ) -> float:
-    """One pass over ``loader``: forward, loss, backward, step; returns the mean training loss."""
+    """One pass over ``loader``: forward, loss, backward, step (then the ``ema`` update); returns the mean loss."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -136,6 +176,8 @@ def fit_epoch(
                 where=desc,
             )
         )
+        if ema is not None:
+            ema.update(model)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     bar.close()
     return float(np.mean(losses))

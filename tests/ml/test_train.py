@@ -179,3 +179,103 @@ def test_cuda_requested_without_a_gpu() -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="CUDA is not available"):
         train_module.pick_device("cuda")
+
+
+def test_weight_ema_averages_weights_and_bn_statistics() -> None:
+    import torch
+
+    from ml.train_loop import WeightEMA
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = WeightEMA(model, decay=0.9)
+    assert ema.rate() == pytest.approx(0.1)  # warm-up: (1 + 0) / (10 + 0)
+    start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    model.train()
+    model(torch.randn(4, 1, 3, 3) + 5)  # moves the BN running mean and counts a batch
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(model)
+    now = model.state_dict()
+    for name, avg in ema.module.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            assert int(avg) == int(now[name]) == 1  # integers are copied, not averaged
+        else:
+            assert torch.allclose(avg, 0.1 * start[name] + 0.9 * now[name]), name
+    assert ema.updates == 1
+    for _ in range(100):
+        ema.update(model)
+    assert ema.rate() == 0.9  # the warm-up has reached the decay
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(model, decay=1.0)
+
+
+def test_ema_run_saves_the_average_and_resumes_it(
+    reference: TrainResult,
+    tiny_dataset: Path,
+    tiny_params: TrainParams,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    params = tiny_params.model_copy(update={"ema_decay": 0.5})
+    whole = train(params, data_root=tiny_dataset, out_dir=tmp_path / "whole", tracking_uri="none")
+    assert read_config(whole.model_dir).weights_sha256 != read_config(reference.model_dir).weights_sha256
+    ckpt = tmp_path / "whole" / "checkpoint"
+    best, last, avg = (load_file(str(ckpt / f"{n}.safetensors")) for n in ("best", "last", "ema"))
+    # The best epoch's saved weights are the average's, not the trained weights of that epoch.
+    if read_config(whole.model_dir).metrics["best_epoch"] == len(whole.history):
+        assert all(bool((best[k] == avg[k]).all()) for k in best)
+    else:
+        assert any(not bool((best[k] == avg[k]).all()) for k in best)
+    assert any(not bool((avg[k] == last[k]).all()) for k in avg if avg[k].dtype.is_floating_point)
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt("simulated crash after the first epoch's checkpoint")
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(params, data_root=tiny_dataset, out_dir=tmp_path / "crashed", tracking_uri="none")
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = train(
+        params, data_root=tiny_dataset, out_dir=tmp_path / "crashed", tracking_uri="none", resume=True
+    )
+    assert resumed.history == whole.history
+    assert read_config(resumed.model_dir).weights_sha256 == read_config(whole.model_dir).weights_sha256
+
+    # A run without an average cannot be resumed as one that keeps it, nor with another decay.
+    plain = shutil.copytree(reference.model_dir.parent, tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"cannot resume: .* ema_decay=None; params ask for ema_decay=0\.5"):
+        train(params, data_root=tiny_dataset, out_dir=plain, tracking_uri="none", resume=True)
+    with pytest.raises(ValueError, match=r"ema_decay=0\.5; params ask for ema_decay=0\.9"):
+        train(
+            params.model_copy(update={"ema_decay": 0.9}),
+            data_root=tiny_dataset,
+            out_dir=tmp_path / "whole",
+            tracking_uri="none",
+            resume=True,
+        )
+
+
+def test_validate_from_skips_early_validation(
+    tiny_dataset: Path, tiny_params: TrainParams, tmp_path: Path
+) -> None:
+    params = tiny_params.model_copy(update={"epochs": 3, "validate_from": 3})
+    result = train(params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none")
+    assert [("val_f1_ods" in h) for h in result.history] == [False, False, True]
+    assert read_config(result.model_dir).metrics["best_epoch"] == 3
+    # Past the last epoch, the last epoch is still validated: a run always has a selected model.
+    late = train(
+        tiny_params.model_copy(update={"validate_from": 50}),
+        data_root=tiny_dataset,
+        out_dir=tmp_path / "late",
+        tracking_uri="none",
+    )
+    assert [("val_f1_ods" in h) for h in late.history] == [False, True]
