@@ -232,37 +232,6 @@ def _schedule(params: TrainParams) -> dict[str, Any]:
     return {k: getattr(params, k) for k in _SCHEDULE_KEYS}
 
 
-def _resume_state(
-    epoch: int,
-    best_f1: float,
-    best_epoch: int,
-    bad_epochs: int,
-    history: list[dict[str, float]],
-    scheduler: Any,
-    tracker: Any,
-    scaler: Any,
-    config: Any,
-    params: TrainParams,
-    data_hash: str,
-    ema: Any,
-) -> dict[str, Any]:
-    """``state.json`` of the resume folder after ``epoch`` epochs."""
-    return {
-        "epoch": epoch,
-        "best_f1": best_f1,
-        "best_epoch": best_epoch,
-        "bad_epochs": bad_epochs,
-        "history": history,
-        "scheduler": scheduler.state_dict(),
-        "run_id": tracker.run_id,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "arch": config.arch_kwargs(),
-        "schedule": _schedule(params),
-        "dataset_hash": data_hash,
-        "ema_updates": ema.updates if ema is not None else None,
-    }
-
-
 def train(
     params: TrainParams,
     *,
@@ -421,92 +390,67 @@ def train(
                 desc=f"epoch {epoch + 1}/{params.epochs}",
                 ema=ema,
             )
-            if epoch + 1 < min(params.validate_from, params.epochs):
-                row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": float(scheduler.get_last_lr()[0])}
-                history.append(row)
-                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+            row = {"epoch": epoch + 1, "train_loss": train_loss}
+            if epoch + 1 >= min(params.validate_from, params.epochs):
+                sw = sweep(
+                    scored,
+                    val_ds,
+                    mean=mean,
+                    std=std,
+                    device=device,
+                    fixed_thresholds=(params.threshold,),
+                    autocast_dtype=amp_dtype,
+                )
+                ods = sw.curve.ods()
+                row |= {
+                    "val_f1_ods": ods.f1,
+                    "val_threshold_ods": ods.threshold,
+                    "val_f1_at_fixed": float(f1_score(sw.fixed[params.threshold])),
+                }
+                log.info(
+                    "epoch %d: loss %.4f, val F1 ODS %.4f (t=%.2f), @%.2f %.4f",
+                    epoch + 1,
+                    train_loss,
+                    ods.f1,
+                    ods.threshold,
+                    params.threshold,
+                    row["val_f1_at_fixed"],
+                )
+                if ods.f1 > best_f1:
+                    best_f1, best_epoch, bad_epochs = ods.f1, epoch + 1, 0
+                    best_state = state_dict_cpu(scored)
+                else:
+                    bad_epochs += 1
+            else:
                 log.info(
                     "epoch %d: loss %.4f (validation starts at epoch %d)",
                     epoch + 1,
                     train_loss,
                     params.validate_from,
                 )
-                save_checkpoint(
-                    ckpt_dir,
-                    last=state_dict_cpu(model),
-                    best=best_state,
-                    optimizer=optimizer,
-                    ema=state_dict_cpu(ema.module) if ema is not None else None,
-                    state=_resume_state(
-                        epoch + 1,
-                        best_f1,
-                        best_epoch,
-                        bad_epochs,
-                        history,
-                        scheduler,
-                        tracker,
-                        scaler,
-                        config,
-                        params,
-                        data_hash,
-                        ema,
-                    ),
-                )
-                continue
-            sw = sweep(
-                scored,
-                val_ds,
-                mean=mean,
-                std=std,
-                device=device,
-                fixed_thresholds=(params.threshold,),
-                autocast_dtype=amp_dtype,
-            )
-            ods = sw.curve.ods()
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_f1_ods": ods.f1,
-                "val_threshold_ods": ods.threshold,
-                "val_f1_at_fixed": float(f1_score(sw.fixed[params.threshold])),
-                "lr": float(scheduler.get_last_lr()[0]),
-            }
+            row["lr"] = float(scheduler.get_last_lr()[0])
             history.append(row)
             tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
-            log.info(
-                "epoch %d: loss %.4f, val F1 ODS %.4f (t=%.2f), @%.2f %.4f",
-                epoch + 1,
-                train_loss,
-                ods.f1,
-                ods.threshold,
-                params.threshold,
-                row["val_f1_at_fixed"],
-            )
-            if ods.f1 > best_f1:
-                best_f1, best_epoch, bad_epochs = ods.f1, epoch + 1, 0
-                best_state = state_dict_cpu(scored)
-            else:
-                bad_epochs += 1
             save_checkpoint(
                 ckpt_dir,
                 last=state_dict_cpu(model),
                 best=best_state,
                 optimizer=optimizer,
                 ema=state_dict_cpu(ema.module) if ema is not None else None,
-                state=_resume_state(
-                    epoch + 1,
-                    best_f1,
-                    best_epoch,
-                    bad_epochs,
-                    history,
-                    scheduler,
-                    tracker,
-                    scaler,
-                    config,
-                    params,
-                    data_hash,
-                    ema,
-                ),
+                state={
+                    "epoch": epoch + 1,
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                    "scheduler": scheduler.state_dict(),
+                    "run_id": tracker.run_id,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "arch": config.arch_kwargs(),
+                    "schedule": _schedule(params),
+                    "dataset_hash": data_hash,
+                    "ema_updates": ema.updates if ema is not None else None,
+                },
             )
             if bad_epochs >= params.patience:
                 log.info("early stop after epoch %d: no better val F1 for %d epochs", epoch + 1, bad_epochs)

@@ -54,13 +54,10 @@ def test_same_seed_same_weights(
     assert read_config(other.model_dir).weights_sha256 != read_config(reference.model_dir).weights_sha256
 
 
-def test_resume_after_a_crash_replays_the_uninterrupted_run(
-    reference: TrainResult,
-    tiny_dataset: Path,
-    tiny_params: TrainParams,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+def _crash_after_the_first_checkpoint(
+    params: TrainParams, data: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Train into ``out`` until the first epoch's checkpoint is written, then die as a killed process would."""
     real_save = train_module.save_checkpoint
 
     def save_then_crash(*args: object, **kwargs: object) -> None:
@@ -69,9 +66,19 @@ def test_resume_after_a_crash_replays_the_uninterrupted_run(
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none")
-    assert not (tmp_path / "model").exists()
+        train(params, data_root=data, out_dir=out, tracking_uri="none")
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+
+def test_resume_after_a_crash_replays_the_uninterrupted_run(
+    reference: TrainResult,
+    tiny_dataset: Path,
+    tiny_params: TrainParams,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _crash_after_the_first_checkpoint(tiny_params, tiny_dataset, tmp_path, monkeypatch)
+    assert not (tmp_path / "model").exists()
 
     resumed = train(tiny_params, data_root=tiny_dataset, out_dir=tmp_path, tracking_uri="none", resume=True)
     assert resumed.epochs_run == 2
@@ -234,16 +241,7 @@ def test_ema_run_saves_the_average_and_resumes_it(
         assert any(not bool((best[k] == avg[k]).all()) for k in best)
     assert any(not bool((avg[k] == last[k]).all()) for k in avg if avg[k].dtype.is_floating_point)
 
-    real_save = train_module.save_checkpoint
-
-    def save_then_crash(*args: object, **kwargs: object) -> None:
-        real_save(*args, **kwargs)  # type: ignore[arg-type]
-        raise KeyboardInterrupt("simulated crash after the first epoch's checkpoint")
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(params, data_root=tiny_dataset, out_dir=tmp_path / "crashed", tracking_uri="none")
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    _crash_after_the_first_checkpoint(params, tiny_dataset, tmp_path / "crashed", monkeypatch)
     resumed = train(
         params, data_root=tiny_dataset, out_dir=tmp_path / "crashed", tracking_uri="none", resume=True
     )
