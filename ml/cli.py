@@ -94,6 +94,12 @@ def train_default_cmd(
     cache: Annotated[
         Path, typer.Option(help="where the recipe's synthetic samples are generated once")
     ] = Path("state/cache"),
+    ship: Annotated[
+        Path | None,
+        typer.Option(
+            help="copy the seed with the best validation P1 into this model folder, with seeds.json"
+        ),
+    ] = None,
 ) -> None:
     """Train the default model's recipe for each seed (resumable), calibrate, and report mean ± std."""
     import logging
@@ -103,6 +109,7 @@ def train_default_cmd(
         DEFAULT_RECIPE,
         Recipe,
         effective_recipe,
+        ship_best_seed,
         summarise_seeds,
         train_default,
         train_seeds_side_by_side,
@@ -136,11 +143,23 @@ def train_default_cmd(
         raise typer.Exit(2) from e
     agg = summarise_seeds(summaries)
     asked = effective_recipe(spec, _parse_overrides(set_ or []))
-    atomic_write_json(
-        out / "seeds.json", {"seeds": seeds, "summary": agg, "runs": summaries, "recipe": asked}
-    )
+    doc = {
+        "seeds": seeds,
+        "summary": agg,
+        "runs": summaries,
+        "recipe": asked,
+        "recipe_file": str(recipe) if recipe else "ml/recipes/default.yaml",
+    }
+    atomic_write_json(out / "seeds.json", doc)
     for key, v in agg.items():
         typer.echo(f"{key:<22} {v['mean']:.4f} ± {v['std']:.4f}  (n={int(v['n'])})")
+    if ship is not None:
+        try:
+            shipped = ship_best_seed(doc, out, ship)
+        except (OSError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from e
+        typer.echo(f"shipped seed {shipped} to {ship}")
 
 
 def model_card_cmd(

@@ -173,14 +173,35 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
+def _recipe_file(seeds: dict[str, Any]) -> str:
+    # seeds.json files written before recipe_file was recorded all came from the default recipe.
+    return str(seeds.get("recipe_file") or "ml/recipes/default.yaml")
+
+
+def _stage1(recipe: dict[str, Any], stage1: dict[str, Any]) -> list[str]:
+    """The paragraph on the earlier stage this recipe fine-tunes, from that stage's ``seeds.json``."""
+    runs = stage1["runs"]
+    best = max(runs, key=lambda r: float(r["metrics"]["val_p1"]))
+    p1 = stage1["summary"]["val_p1"]
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    return [
+        "",
+        f"Stage 1: `{recipe['init_from']}` is seed {best['seed']} of `{_recipe_file(stage1)}`"
+        f"{_budget(stage1.get('recipe'))}, the best of its seeds {seeds} by validation P1 (stage 1: P1 "
+        f"{_fmt(p1)} over {len(runs)} seeds, that seed {float(best['metrics']['val_p1']):.3f}). Every seed below "
+        "starts from that one stage-1 seed, so the spread below is this stage's, not the whole recipe's.",
+    ]
+
+
 def render(
     config: dict[str, Any],
     seeds: dict[str, Any],
     title: str = "crackseg default model",
     variants: dict[str, Any] | None = None,
+    stage1: dict[str, Any] | None = None,
 ) -> str:
     """The card's markdown from a model's ``config.json``, ``seeds.json`` (``crackseg train-default``) and, when
-    given, ``variants.json`` (``crackseg variants``)."""
+    given, ``variants.json`` (``crackseg variants``) and the ``seeds.json`` of the stage the recipe started from."""
     summary = seeds["summary"]
     n = len(seeds["seeds"])
     metrics = config.get("metrics", {})
@@ -190,8 +211,12 @@ def render(
         "",
         f"Attention U-Net (`{config['arch']}`, base width {config['base_width']}, depth {config['depth']}); "
         f"served threshold **{config['threshold']:.2f}** (chosen on validation, fp32). Recipe: "
-        f"`ml/recipes/default.yaml`{_budget(seeds.get('recipe'))}, reproduced by `make train-default` (seeds "
+        f"`{_recipe_file(seeds)}`{_budget(seeds.get('recipe'))}, reproduced by `make train-default` (seeds "
         f"{', '.join(str(s) for s in seeds['seeds'])}).",
+    ]
+    if stage1 is not None:
+        lines += _stage1(seeds["recipe"], stage1)
+    lines += [
         "",
         f"## Validation quality (mean ± std over {n} seeds)",
         "",
@@ -255,10 +280,16 @@ def _budget(recipe: dict[str, Any] | None) -> str:
         if on
     ]
     loss = " + ".join(terms) + (" only" if len(terms) == 1 else "")
+    lr = f", peak lr {train['lr']:g}" if "lr" in train else ""
+    ema = (
+        f", shipping the EMA of weights and BN statistics (decay {train['ema_decay']:g})"
+        if train.get("ema_decay")
+        else ""
+    )
     start = f", fine-tuned from `{recipe['init_from']}`" if recipe.get("init_from") else ""
     return (
         f" ({train['epochs']} epochs × {train['steps_per_epoch']} steps of {train['batch_size']} crops of "
-        f"{train['crop_size']}², {loss}{start})"
+        f"{train['crop_size']}², {loss}{lr}{ema}{start})"
     )
 
 
@@ -279,5 +310,19 @@ def write_card(
         variants_file = Path(model_dir) / VARIANTS_FILE
     variants = json.loads(Path(variants_file).read_text()) if variants_file is not None else None
     out = Path(model_dir) / "MODEL_CARD.md"
-    atomic_write_bytes(out, render(config, seeds, variants=variants).encode())
+    atomic_write_bytes(out, render(config, seeds, variants=variants, stage1=stage1_seeds(seeds)).encode())
     return out
+
+
+def stage1_seeds(seeds: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``seeds.json`` of the model folder the recipe fine-tuned from, when that folder has one (a stage of
+    the recipe, like ``models/default-stage1``); ``None`` for a start without one (``models/starter``)."""
+    init = (seeds.get("recipe") or {}).get("init_from")
+    if not init:
+        return None
+    repo = Path(__file__).resolve().parents[1]
+    for folder in (Path(init), repo / init):
+        if (folder / "seeds.json").is_file():
+            doc: dict[str, Any] = json.loads((folder / "seeds.json").read_text())
+            return doc
+    return None

@@ -314,3 +314,42 @@ def summarise_seeds(summaries: list[dict[str, Any]]) -> dict[str, dict[str, floa
 
 def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+# Files of a shipped model folder that training writes; anything else there (variants.json, the card) is kept.
+SHIPPED_FILES = ("config.json", "model.safetensors", "model.onnx")
+
+
+def ship_best_seed(
+    seeds_doc: dict[str, Any], out_dir: str | os.PathLike[str], dest: str | os.PathLike[str]
+) -> int:
+    """Copy the seed with the best validation P1 (``out_dir/seedN/model``) into ``dest`` with ``seeds.json``.
+
+    ``dest`` is replaced whole and atomically (a crash leaves the old folder); files of ``dest`` that training
+    does not write (``variants.json``, ``MODEL_CARD.md``) are carried over. Returns the shipped seed.
+
+    Raises:
+        ValueError: no run in ``seeds_doc``, or the best seed's model folder lacks a file.
+    """
+    import shutil
+
+    from ml.fsutil import atomic_dir, atomic_write_json
+
+    runs = seeds_doc.get("runs") or []
+    if not runs:
+        raise ValueError("no seed runs to ship")
+    best = max(runs, key=lambda r: float(r["metrics"]["val_p1"]))
+    src = Path(out_dir) / f"seed{best['seed']}" / "model"
+    missing = [name for name in SHIPPED_FILES if not (src / name).is_file()]
+    if missing:
+        raise ValueError(f"cannot ship seed {best['seed']}: {src} lacks {', '.join(missing)}")
+    target = Path(dest)
+    with atomic_dir(target) as staging:
+        if target.is_dir():
+            for old in target.iterdir():
+                if old.is_file() and old.name not in (*SHIPPED_FILES, "seeds.json"):
+                    shutil.copy2(old, staging / old.name)
+        for name in SHIPPED_FILES:
+            shutil.copy2(src / name, staging / name)
+        atomic_write_json(staging / "seeds.json", seeds_doc)
+    return int(best["seed"])

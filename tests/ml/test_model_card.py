@@ -3,7 +3,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ml.model_card import render
+from ml.model_card import render, stage1_seeds
 
 
 def _seeds() -> dict:
@@ -183,11 +183,45 @@ def test_card_says_when_a_wider_variant_wins_and_its_speed() -> None:
 def test_the_committed_card_is_rendered_from_the_committed_files() -> None:
     model = Path("models/default")
     variants = model / "variants.json"
+    seeds = json.loads((model / "seeds.json").read_text())
     rendered = render(
         json.loads((model / "config.json").read_text()),
-        json.loads((model / "seeds.json").read_text()),
+        seeds,
         variants=json.loads(variants.read_text()) if variants.is_file() else None,
+        stage1=stage1_seeds(seeds),
     )
     assert rendered == (model / "MODEL_CARD.md").read_text(), (
         f"regenerate with: crackseg model-card --model {model} --seeds {model}/seeds.json"
     )
+
+
+def test_card_of_a_second_stage_names_the_first_and_whose_spread_it_reports(tmp_path: Path) -> None:
+    config = {"arch": "attention_unet", "base_width": 8, "depth": 4, "threshold": 0.45}
+    train = {"epochs": 18, "steps_per_epoch": 100, "batch_size": 8, "crop_size": 224, "lr": 0.0002}
+    polish = {
+        **_seeds(),
+        "recipe": {"init_from": str(tmp_path / "stage1"), "train": {**train, "ema_decay": 0.995}},
+        "recipe_file": "ml/recipes/default-polish.yaml",
+    }
+    stage1 = {**_seeds(), "recipe": {"init_from": "models/starter", "train": {**train, "epochs": 72}}}
+    (tmp_path / "stage1").mkdir()
+    (tmp_path / "stage1" / "seeds.json").write_text(json.dumps(stage1))
+    assert stage1_seeds(polish) == stage1
+    card = render(config, polish, stage1=stage1_seeds(polish))
+    assert (
+        "Recipe: `ml/recipes/default-polish.yaml` (18 epochs × 100 steps of 8 crops of 224², BCE + soft Dice, "
+        "peak lr 0.0002, shipping the EMA of weights and BN statistics (decay 0.995), fine-tuned from "
+        in card
+    )
+    assert (
+        f"Stage 1: `{tmp_path / 'stage1'}` is seed 2 of `ml/recipes/default.yaml` (72 epochs × 100 steps"
+        in card
+    )
+    assert (
+        "the best of its seeds 0, 1, 2 by validation P1 (stage 1: P1 0.820 ± 0.020 over 3 seeds, that seed "
+        in card
+    )
+    assert "the spread below is this stage's, not the whole recipe's" in card
+    # A start without a seeds.json (the starter) is no stage of the recipe.
+    assert stage1_seeds({"recipe": {"init_from": "models/starter"}}) is None
+    assert stage1_seeds(_seeds()) is None

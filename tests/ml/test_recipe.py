@@ -125,6 +125,15 @@ def test_the_shipped_recipes_load() -> None:
     assert {s.name for s in reverse.data.sources} == {"crackforest", "synthetic"}
     assert not any("deepcrack" in (s.path or "") for s in reverse.data.sources)
     assert reverse.init_from == "models/starter"
+    # The second-stage experiment trains on the default mixture and validates on the same ids, from the shipped
+    # folder, whose seeds.json records the seeds it was picked from (the card's stage-1 paragraph).
+    polish = Recipe.load(DEFAULT_RECIPE.with_name("polish-ema.yaml"))
+    assert polish.data == recipe.data
+    assert polish.init_from == "models/default"
+    assert polish.train["ema_decay"] and polish.train["validate_from"] > 1
+    stage1 = Path(__file__).resolve().parents[2] / polish.init_from
+    assert {"config.json", "model.safetensors", "seeds.json"} <= {p.name for p in stage1.iterdir()}
+    assert json.loads((stage1 / "seeds.json").read_text())["recipe"]["init_from"] == recipe.init_from
 
 
 def test_a_recipe_with_unknown_keys_is_refused(tmp_path: Path) -> None:
@@ -162,6 +171,25 @@ def test_seeds_train_side_by_side_and_a_failed_seed_is_named(
         assert "calibration" in json.loads((out / f"seed{seed}" / "model" / "config.json").read_text())
     # The synthetic samples were generated once, before the children started: one finished cache, no staging.
     assert [p.name for p in cache.iterdir()] == ["synthetic-hn-v2-n3-48x48-s7"]
+    assert report["recipe_file"] == str(recipe)
+
+    # --ship: the finished seeds are only re-read, and the best by validation P1 replaces the model folder's
+    # weights, config, ONNX graph and seeds.json; what training does not write there (the screening) is kept.
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "variants.json").write_text('{"kept": true}')
+    (shipped / "model.onnx").write_bytes(b"old graph")
+    again = CliRunner().invoke(
+        app, ["train-default", "--seed", "0", "--seed", "1", *common, "--ship", str(shipped)]
+    )
+    assert again.exit_code == 0, again.output
+    best = max(report["runs"], key=lambda r: r["metrics"]["val_p1"])["seed"]
+    assert f"shipped seed {best} to {shipped}" in again.output
+    for name in ("config.json", "model.safetensors", "model.onnx"):
+        assert (shipped / name).read_bytes() == (out / f"seed{best}" / "model" / name).read_bytes(), name
+    assert json.loads((shipped / "seeds.json").read_text()) == json.loads((out / "seeds.json").read_text())
+    assert (shipped / "variants.json").read_text() == '{"kept": true}'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".shipped")) == []
 
     failed = CliRunner().invoke(
         app, ["train-default", "--seed", "5", "--seed", "6", *common, "--set", "lr=-1"]
@@ -170,3 +198,21 @@ def test_seeds_train_side_by_side_and_a_failed_seed_is_named(
     assert "seed(s) [5, 6] failed" in failed.output and str(out / "seed5.log") in failed.output
     assert "lr" in (out / "seed5.log").read_text()
     assert not (out / "seed5" / "summary.json").exists()
+
+
+def test_ship_refuses_a_seed_folder_that_lacks_a_file_and_leaves_the_target_alone(tmp_path: Path) -> None:
+    from ml.recipe import ship_best_seed
+
+    (tmp_path / "out" / "seed4" / "model").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "out" / "seed4" / "model" / name).write_text("x")
+    target = tmp_path / "models" / "default"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("old")
+    doc = {"runs": [{"seed": 4, "metrics": {"val_p1": 0.9}}, {"seed": 5, "metrics": {"val_p1": 0.1}}]}
+    with pytest.raises(ValueError, match=r"cannot ship seed 4: .*seed4/model lacks model\.onnx"):
+        ship_best_seed(doc, tmp_path / "out", target)
+    assert [p.name for p in target.iterdir()] == ["config.json"]
+    assert (target / "config.json").read_text() == "old"
+    with pytest.raises(ValueError, match="no seed runs"):
+        ship_best_seed({"runs": []}, tmp_path / "out", target)
