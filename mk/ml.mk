@@ -26,7 +26,6 @@ eval: install ## evaluate MODEL (models/default) on the fixed validation set, or
 train-default: install ## the default model's recipe for SEEDS (0 1 2) side by side, resumable → TRAIN_DEFAULT_OUT/seedN; ships the best seed to models/default + card
 	$(BIN)/crackseg train-default $(foreach s,$(SEEDS),--seed $(s)) --out $(TRAIN_DEFAULT_OUT) --jobs $(TRAIN_JOBS) \
 		--ship models/default
-	$(BIN)/crackseg model-card --model models/default --seeds models/default/seeds.json
 
 variants: install ## width/depth/loss screening (one seed, equal budget; resumable) → models/default/variants.json + MODEL_CARD.md
 	$(BIN)/crackseg variants --out state/variants $(VARIANTS_ARGS)

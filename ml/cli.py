@@ -97,7 +97,8 @@ def train_default_cmd(
     ship: Annotated[
         Path | None,
         typer.Option(
-            help="copy the seed with the best validation P1 into this model folder, with seeds.json"
+            help="copy the seed with the best validation P1 into this model folder, with seeds.json, "
+            "and render its MODEL_CARD.md"
         ),
     ] = None,
 ) -> None:
@@ -107,6 +108,7 @@ def train_default_cmd(
     from ml.fsutil import atomic_write_json
     from ml.recipe import (
         DEFAULT_RECIPE,
+        DEFAULT_RECIPE_FILE,
         Recipe,
         effective_recipe,
         ship_best_seed,
@@ -148,18 +150,21 @@ def train_default_cmd(
         "summary": agg,
         "runs": summaries,
         "recipe": asked,
-        "recipe_file": str(recipe) if recipe else "ml/recipes/default.yaml",
+        "recipe_file": str(recipe) if recipe else DEFAULT_RECIPE_FILE,
     }
     atomic_write_json(out / "seeds.json", doc)
     for key, v in agg.items():
         typer.echo(f"{key:<22} {v['mean']:.4f} ± {v['std']:.4f}  (n={int(v['n'])})")
     if ship is not None:
+        from ml.model_card import write_card
+
         try:
             shipped = ship_best_seed(doc, out, ship)
-        except (OSError, ValueError) as e:
+            card = write_card(ship, ship / "seeds.json")
+        except (OSError, ValueError, KeyError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
-        typer.echo(f"shipped seed {shipped} to {ship}")
+        typer.echo(f"shipped seed {shipped} to {ship} (card: {card})")
 
 
 def model_card_cmd(

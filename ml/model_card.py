@@ -174,14 +174,17 @@ def _fmt(stat: dict[str, float]) -> str:
 
 
 def _recipe_file(seeds: dict[str, Any]) -> str:
-    # seeds.json files written before recipe_file was recorded all came from the default recipe.
-    return str(seeds.get("recipe_file") or "ml/recipes/default.yaml")
+    from ml.recipe import DEFAULT_RECIPE_FILE
+
+    return str(seeds.get("recipe_file") or DEFAULT_RECIPE_FILE)
 
 
 def _stage1(recipe: dict[str, Any], stage1: dict[str, Any]) -> list[str]:
     """The paragraph on the earlier stage this recipe fine-tunes, from that stage's ``seeds.json``."""
+    from ml.recipe import best_run
+
     runs = stage1["runs"]
-    best = max(runs, key=lambda r: float(r["metrics"]["val_p1"]))
+    best = best_run(runs)
     p1 = stage1["summary"]["val_p1"]
     seeds = ", ".join(str(r["seed"]) for r in runs)
     return [

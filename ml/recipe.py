@@ -30,6 +30,8 @@ from ml.data.mixture import MixtureSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
+# How seeds.json names the default recipe (repo-relative); files written before recipe_file existed used it.
+DEFAULT_RECIPE_FILE = "ml/recipes/default.yaml"
 SUMMARY_FILE = "summary.json"
 M = TypeVar("M", bound=BaseModel)
 
@@ -316,6 +318,11 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seed run with the best validation P1: the one a recipe ships (the first on a tie)."""
+    return max(runs, key=lambda r: float(r["metrics"]["val_p1"]))
+
+
 # Files of a shipped model folder that training writes; anything else there (variants.json, the card) is kept.
 SHIPPED_FILES = ("config.json", "model.safetensors", "model.onnx")
 
@@ -326,7 +333,8 @@ def ship_best_seed(
     """Copy the seed with the best validation P1 (``out_dir/seedN/model``) into ``dest`` with ``seeds.json``.
 
     ``dest`` is replaced whole and atomically (a crash leaves the old folder); files of ``dest`` that training
-    does not write (``variants.json``, ``MODEL_CARD.md``) are carried over. Returns the shipped seed.
+    does not write (``variants.json``, ``MODEL_CARD.md``) are carried over, so the card must be rendered again
+    (``crackseg train-default --ship`` does). Returns the shipped seed.
 
     Raises:
         ValueError: no run in ``seeds_doc``, or the best seed's model folder lacks a file.
@@ -338,7 +346,7 @@ def ship_best_seed(
     runs = seeds_doc.get("runs") or []
     if not runs:
         raise ValueError("no seed runs to ship")
-    best = max(runs, key=lambda r: float(r["metrics"]["val_p1"]))
+    best = best_run(runs)
     src = Path(out_dir) / f"seed{best['seed']}" / "model"
     missing = [name for name in SHIPPED_FILES if not (src / name).is_file()]
     if missing:

@@ -99,20 +99,20 @@ class WeightEMA:
 
     After every optimizer step ``update`` moves each floating-point tensor of ``module`` towards the trained model's:
     ``ema = d·ema + (1 − d)·current`` with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
-    average follows the weights closely at first and then smooths the last ~``1 / (1 − decay)`` steps. Averaging the
-    BN statistics as well matters at small batches: a running mean with momentum 0.1 is set by the last ~20
-    batches, so the trained model's statistics jump from one epoch to the next. Integer buffers
-    (``num_batches_tracked``) are copied.
+    average follows the weights closely at first and then smooths the last ~``1 / (1 − decay)`` steps. The BN
+    running statistics are averaged with the weights, so the average is evaluated with statistics of the same
+    span rather than those of the last ~20 batches. Integer buffers (``num_batches_tracked``) are copied.
+    ``updates`` counts the updates so far (a resumed run restores it).
     """
 
-    def __init__(self, model: Any, decay: float, updates: int = 0) -> None:
+    def __init__(self, model: Any, decay: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
-        self.updates = updates
+        self.updates = 0
 
     def rate(self) -> float:
         """The decay the next update uses."""

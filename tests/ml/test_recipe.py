@@ -174,21 +174,26 @@ def test_seeds_train_side_by_side_and_a_failed_seed_is_named(
     assert report["recipe_file"] == str(recipe)
 
     # --ship: the finished seeds are only re-read, and the best by validation P1 replaces the model folder's
-    # weights, config, ONNX graph and seeds.json; what training does not write there (the screening) is kept.
+    # weights, config, ONNX graph and seeds.json; what training does not write there (notes, the screening) is kept.
     shipped = tmp_path / "shipped"
     shipped.mkdir()
-    (shipped / "variants.json").write_text('{"kept": true}')
+    (shipped / "notes.txt").write_text("kept")
     (shipped / "model.onnx").write_bytes(b"old graph")
+    (shipped / "MODEL_CARD.md").write_text("the previous model's card")
     again = CliRunner().invoke(
         app, ["train-default", "--seed", "0", "--seed", "1", *common, "--ship", str(shipped)]
     )
     assert again.exit_code == 0, again.output
-    best = max(report["runs"], key=lambda r: r["metrics"]["val_p1"])["seed"]
+    best_run = max(report["runs"], key=lambda r: r["metrics"]["val_p1"])
+    best = best_run["seed"]
     assert f"shipped seed {best} to {shipped}" in again.output
+    # The card is rendered from what was shipped, not carried over from the folder's previous model.
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert f"served threshold **{best_run['threshold']:.2f}**" in card and f"Recipe: `{recipe}`" in card
     for name in ("config.json", "model.safetensors", "model.onnx"):
         assert (shipped / name).read_bytes() == (out / f"seed{best}" / "model" / name).read_bytes(), name
     assert json.loads((shipped / "seeds.json").read_text()) == json.loads((out / "seeds.json").read_text())
-    assert (shipped / "variants.json").read_text() == '{"kept": true}'
+    assert (shipped / "notes.txt").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".shipped")) == []
 
     failed = CliRunner().invoke(
